@@ -1,0 +1,1 @@
+//! folio benchmarks (see benches/).

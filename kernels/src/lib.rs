@@ -1,0 +1,43 @@
+//! folio's compute kernels: `#![no_std]`, no allocation, safe public API.
+//!
+//! One file per op (`matvec_q8.rs`, `attention.rs`, ...). Each holds the public safe
+//! function, a `scalar` module that is always compiled (the reference every SIMD path is
+//! tested against) and the SIMD paths, chosen at compile time from `cfg(target_feature)`.
+//! Intrinsics that `wide` lacks live in `arch/`.
+//!
+//! Conventions: outputs first (`matvec(out, w, x)`); matrices are row-major `[rows, cols]`
+//! with `rows = out.len()` and `cols = x.len()`; quantised rows are split into groups of
+//! [`QK`] consecutive columns, each with one f16 scale. Kernels never panic: callers
+//! validate shapes once at load; on mismatched lengths a kernel computes over the common
+//! prefix (iterator zips), never indexes out of bounds.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod argmax;
+pub mod attention;
+pub mod convert;
+pub mod gelu;
+pub mod layernorm;
+pub mod math;
+pub mod matvec_f16;
+pub mod matvec_f32;
+pub mod matvec_q4;
+pub mod matvec_q8;
+pub mod softmax;
+
+pub use argmax::argmax;
+pub use attention::attention_f16;
+pub use convert::{f16_to_f32, f32_to_f16};
+pub use gelu::gelu_tanh;
+pub use layernorm::{layernorm_f16, layernorm_f32};
+pub use matvec_f16::matvec_f16;
+pub use matvec_f32::matvec_f32;
+pub use matvec_q4::matvec_q4;
+pub use matvec_q8::matvec_q8;
+pub use softmax::softmax;
+
+pub use half::f16;
+
+/// Columns per quantisation group (one f16 scale per group) in q8_0 and q4_0.
+pub const QK: usize = 32;

@@ -1,0 +1,2 @@
+//! folio runtime (stub, being written).
+#![cfg_attr(not(test), no_std)]

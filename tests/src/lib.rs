@@ -1,0 +1,1 @@
+//! Shared helpers for folio's test suite (fixture writer, f64 reference).
