@@ -24,6 +24,7 @@ pub mod matvec_f16;
 pub mod matvec_f32;
 pub mod matvec_q4;
 pub mod matvec_q8;
+pub mod quant;
 pub mod softmax;
 
 pub use argmax::argmax;
