@@ -1,0 +1,62 @@
+# folio: the two commands are `make demo` (train, export, generate, latency) and `make test`.
+# Every target installs what it needs first (idempotent scripts in .ci/).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+PROMPT ?= ROMEO:
+RUN ?= runs/edge
+V3_TARGET := target/x86-64-v3
+AARCH64 := aarch64-unknown-linux-gnu
+# 1 intra-op thread keeps libtorch from spin-waiting against the other test binaries.
+export OMP_WAIT_POLICY := passive
+
+.PHONY: demo setup setup-torch setup-cross build test test-host test-v3 test-aarch64 \
+        test-thumb firmware lint bench clean-runs
+
+## demo: train the CPU `edge` preset, export q8_0, generate text, print per-token latency.
+demo: setup-torch
+	$(CARGO) build --release -p folio-exporter --bin exporter
+	$(CARGO) build --release --bin folio
+	target/release/exporter train --out $(RUN)/model.safetensors
+	target/release/folio generate $(RUN)/model.safetensors --prompt "$(PROMPT)" -n 400 --temperature 0.8 --top-k 40 --seed 1
+	target/release/folio bench $(RUN)/model.safetensors -n 256
+
+setup: setup-torch setup-cross
+setup-torch:
+	bash .ci/setup-torch.sh
+setup-cross:
+	bash .ci/setup-cross.sh
+
+build: setup-torch
+	$(CARGO) build --release --workspace
+
+## test: every suite: host (baseline x86-64), x86-64-v3 (AVX2/FMA/F16C), aarch64 under
+## qemu-user (NEON, Cortex-A72), no_std thumb builds, and the firmware under qemu-system-arm.
+test: setup lint test-host test-v3 test-aarch64 test-thumb firmware
+	@echo "make test: all suites passed"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy -q -p folio-kernels -p folio-runtime --all-targets -- -D warnings
+
+test-host: setup-torch
+	$(CARGO) test --workspace
+
+test-v3:
+	RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR=$(V3_TARGET) \
+	  $(CARGO) test -p folio-kernels -p folio-runtime -p folio-tests
+
+# The CLI tests spawn host binaries, so under qemu-user only the library suites run.
+test-aarch64: setup-cross
+	$(CARGO) test --release --target $(AARCH64) -p folio-kernels -p folio-runtime --lib --tests
+	$(CARGO) test --release --target $(AARCH64) -p folio-tests --lib --test parity --test loader --test no_alloc --test generate
+
+test-thumb: setup-cross
+	$(CARGO) build -p folio-runtime --no-default-features --target thumbv7em-none-eabihf
+	$(CARGO) build -p folio-runtime --no-default-features --target thumbv7m-none-eabi
+
+firmware: setup-torch setup-cross
+	bash scripts/firmware.sh
+
+bench:
+	$(CARGO) bench -p folio-benches
