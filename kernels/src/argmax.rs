@@ -1,14 +1,40 @@
 //! Index of the largest element (first one on ties; NaN never wins).
+//!
+//! SIMD: a `wide` max over 8 lanes (NaN lanes dropped by `max`), then the first index
+//! holding that value. 0 for an empty slice, or when nothing beats `-inf` (all `-inf` or
+//! NaN), exactly as the reference's strict `>` scan.
+use wide::f32x8;
 
 /// Index of the largest value, 0 for an empty slice.
 pub fn argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    let mut best_v = f32::NEG_INFINITY;
-    for (i, &v) in x.iter().enumerate() {
-        if v > best_v {
-            best = i;
-            best_v = v;
-        }
+    let (body, tail) = x.as_chunks::<8>();
+    let mut mv = f32x8::splat(f32::NEG_INFINITY);
+    for c in body {
+        mv = mv.max(f32x8::from(*c));
     }
-    best
+    let max = mv
+        .to_array()
+        .into_iter()
+        .chain(tail.iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return 0;
+    }
+    x.iter().position(|&v| v == max).unwrap_or(0)
+}
+
+/// Plain-loop reference, always compiled.
+pub mod scalar {
+    /// Scalar `argmax`.
+    pub fn argmax(x: &[f32]) -> usize {
+        let mut best = 0;
+        let mut best_v = f32::NEG_INFINITY;
+        for (i, &v) in x.iter().enumerate() {
+            if v > best_v {
+                best = i;
+                best_v = v;
+            }
+        }
+        best
+    }
 }

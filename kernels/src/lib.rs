@@ -10,10 +10,23 @@
 //! [`QK`] consecutive columns, each with one f16 scale. Kernels never panic: callers
 //! validate shapes once at load; on mismatched lengths a kernel computes over the common
 //! prefix (iterator zips), never indexes out of bounds.
+//!
+//! Paths, per target (see each op's header for what it vectorises):
+//! - x86-64 with AVX2 + FMA + F16C (`-C target-cpu=x86-64-v3`, or the `std` feature's
+//!   one-time run-time detection on a baseline build): `core::arch` kernels, 8 lanes.
+//! - aarch64 (NEON is baseline): `core::arch` kernels, 4 lanes, `fcvtl` for f16.
+//! - elsewhere (baseline x86-64 = SSE2, Cortex-M): `wide`, which picks SSE2 / plain
+//!   arrays at compile time.
+//!
+//! Element-wise ops (LayerNorm, GELU, softmax, argmax) always go through `wide`.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(all(feature = "std", not(test)))]
+extern crate std;
+
+mod arch;
 pub mod argmax;
 pub mod attention;
 pub mod convert;

@@ -1,11 +1,29 @@
 //! q4_0 matvec. Weights: `q` u8 `[rows, cols/2]` (column 2j in the low nibble, 2j+1 in the
 //! high nibble, value = nibble - 8), `scales` f16 `[rows, cols/QK]`.
-use crate::matvec_q4::scalar as imp;
+//!
+//! Same loop as [`matvec_q8`](crate::matvec_q8) (its header has the shape rules and the
+//! f32-activation decision); only the group loader differs: a group's 16 bytes are split
+//! into low and high nibbles (`and`, shift), interleaved back to column order (AVX2
+//! `punpck{l,h}bw`, NEON `zip1/zip2`), re-centred by `- 8` and widened to f32.
 use half::f16;
 
 /// out (rows) = dequant(q, scales) (rows, cols) · x (cols); `cols % QK == 0`.
 pub fn matvec_q4(out: &mut [f32], q: &[u8], scales: &[f16], x: &[f32]) {
-    imp::matvec_q4(out, q, scales, x)
+    #[cfg(target_arch = "x86_64")]
+    if crate::arch::x86_64::enabled() {
+        // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
+        // (enabled at compile time, or detected on this CPU).
+        return unsafe { crate::matvec_q8::avx2::matvec_q::<true>(out, q, scales, x) };
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        // SAFETY: NEON is enabled at compile time (the `cfg` above).
+        unsafe { crate::matvec_q8::neon::matvec_q::<true>(out, q, scales, x) }
+    }
+    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
+    {
+        crate::matvec_q8::portable::matvec_q::<true>(out, q, scales, x)
+    }
 }
 
 /// Plain-loop reference, always compiled.
@@ -15,12 +33,16 @@ pub mod scalar {
     /// Scalar `matvec_q4`.
     pub fn matvec_q4(out: &mut [f32], q: &[u8], scales: &[f16], x: &[f32]) {
         let cols = x.len();
-        if cols == 0 {
+        let groups = cols / QK;
+        if groups == 0 {
             out.fill(0.0);
             return;
         }
-        let groups = cols / QK;
-        for ((o, row), srow) in out.iter_mut().zip(q.chunks_exact(cols / 2)).zip(scales.chunks_exact(groups.max(1))) {
+        for ((o, row), srow) in out
+            .iter_mut()
+            .zip(q.chunks_exact(cols / 2))
+            .zip(scales.chunks_exact(groups))
+        {
             let mut acc = 0.0f32;
             for ((qg, xg), s) in row.chunks_exact(QK / 2).zip(x.chunks_exact(QK)).zip(srow) {
                 let mut dot = 0.0f32;

@@ -14,7 +14,11 @@ use half::f16;
 
 /// Quantise one row to q8_0: `q` (cols), `scales` (cols / QK).
 pub fn quantize_row_q8(q: &mut [i8], scales: &mut [f16], x: &[f32]) {
-    for ((qg, sg), xg) in q.chunks_exact_mut(QK).zip(scales.iter_mut()).zip(x.chunks_exact(QK)) {
+    for ((qg, sg), xg) in q
+        .chunks_exact_mut(QK)
+        .zip(scales.iter_mut())
+        .zip(x.chunks_exact(QK))
+    {
         let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = f16::from_f32(amax / 127.0);
         *sg = d;
@@ -28,8 +32,14 @@ pub fn quantize_row_q8(q: &mut [i8], scales: &mut [f16], x: &[f32]) {
 
 /// Quantise one row to q4_0: `q` (cols / 2 bytes), `scales` (cols / QK).
 pub fn quantize_row_q4(q: &mut [u8], scales: &mut [f16], x: &[f32]) {
-    for ((qg, sg), xg) in q.chunks_exact_mut(QK / 2).zip(scales.iter_mut()).zip(x.chunks_exact(QK)) {
-        let m = xg.iter().fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    for ((qg, sg), xg) in q
+        .chunks_exact_mut(QK / 2)
+        .zip(scales.iter_mut())
+        .zip(x.chunks_exact(QK))
+    {
+        let m = xg
+            .iter()
+            .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
         let d = f16::from_f32(m / -8.0);
         *sg = d;
         let df = d.to_f32();
@@ -53,7 +63,11 @@ pub fn dequantize_row_q8(out: &mut [f32], q: &[i8], scales: &[f16]) {
 
 /// Dequantise one q4_0 row into `out` (cols).
 pub fn dequantize_row_q4(out: &mut [f32], q: &[u8], scales: &[f16]) {
-    for ((og, qg), s) in out.chunks_exact_mut(QK).zip(q.chunks_exact(QK / 2)).zip(scales) {
+    for ((og, qg), s) in out
+        .chunks_exact_mut(QK)
+        .zip(q.chunks_exact(QK / 2))
+        .zip(scales)
+    {
         let d = s.to_f32();
         for (pair, &b) in og.chunks_exact_mut(2).zip(qg) {
             pair[0] = ((b & 0x0f) as i32 - 8) as f32 * d;

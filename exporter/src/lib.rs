@@ -1,0 +1,16 @@
+//! folio's exporter: trains the character-level GPT with tch (as nanoGPT) and writes
+//! folio model files (docs/FORMAT.md), f32 or quantised, checked by the runtime itself.
+//!
+//! Data flow: `data` (text → vocab, splits, batches) → `model` (tch GPT with the runtime's
+//! tensor names) → `train` (AdamW loop, schedule, `estimate_loss`, log) with `checkpoint`
+//! → `quantize` (f32 → encodings, kernels' block definitions) → `export` (atomic
+//! safetensors files) → `report` (val loss of each encoding, computed by folio-runtime).
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod data;
+pub mod export;
+pub mod model;
+pub mod quantize;
+pub mod report;
+pub mod train;

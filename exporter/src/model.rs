@@ -1,0 +1,295 @@
+//! nanoGPT's `model.py` in tch, with parameter paths equal to the runtime's tensor names
+//! (docs/FORMAT.md): `wte.weight`, `h.{i}.attn.c_attn.weight`, ... Pre-norm blocks, GELU
+//! (tanh), LayerNorm with biases, tied embeddings by default, dropout only in training.
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+/// The model shape: the `folio.config` object of docs/FORMAT.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Tokens in the vocabulary (V).
+    pub vocab_size: usize,
+    /// Context length (T).
+    pub block_size: usize,
+    /// Embedding width (C).
+    pub n_embd: usize,
+    /// Attention heads (H); `n_embd % n_head == 0`.
+    pub n_head: usize,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// LayerNorm epsilon (1e-5).
+    pub layer_norm_eps: f64,
+    /// Always `"gelu_tanh"`.
+    pub activation: String,
+    /// The head reuses `wte.weight` (no `lm_head.weight`).
+    pub tied_embeddings: bool,
+}
+
+impl Config {
+    /// `folio.config` JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+struct Linear {
+    w: Tensor, // (out, in)
+    b: Tensor, // (out,)
+}
+
+impl Linear {
+    fn new(p: nn::Path, n_in: usize, n_out: usize, std: f64) -> Self {
+        let w = p.var(
+            "weight",
+            &[n_out as i64, n_in as i64],
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        );
+        let b = p.var("bias", &[n_out as i64], Init::Const(0.0));
+        Self { w, b }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, Some(&self.b))
+    }
+}
+
+struct LayerNorm {
+    w: Tensor, // (C,)
+    b: Tensor, // (C,)
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn new(p: nn::Path, c: usize, eps: f64) -> Self {
+        Self {
+            w: p.var("weight", &[c as i64], Init::Const(1.0)),
+            b: p.var("bias", &[c as i64], Init::Const(0.0)),
+            eps,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let c = self.w.size()[0];
+        x.layer_norm([c], Some(&self.w), Some(&self.b), self.eps, false)
+    }
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+/// Options of one forward pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mode {
+    /// Dropout probability applied (0 in evaluation).
+    pub dropout: f64,
+    /// Round K and V to f16 and back, as the runtime's f16 KV cache does (parity tests).
+    pub kv_f16: bool,
+}
+
+/// The GPT: the parameters live in the `VarStore` it was built from.
+pub struct Gpt {
+    /// Its shape.
+    pub cfg: Config,
+    wte: Tensor,             // (V, C)
+    wpe: Tensor,             // (T, C)
+    lm_head: Option<Tensor>, // (V, C), untied only
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+}
+
+impl Gpt {
+    /// Creates the parameters under `p` with nanoGPT's initialisation: normal(0, 0.02) for
+    /// embeddings and matrices, `c_proj` matrices normal(0, 0.02/sqrt(2 n_layer)), zero
+    /// biases, LayerNorm weight 1.
+    pub fn new(p: &nn::Path, cfg: &Config) -> Self {
+        let (v, t, c) = (cfg.vocab_size, cfg.block_size, cfg.n_embd);
+        let std = 0.02;
+        let proj_std = 0.02 / ((2 * cfg.n_layer) as f64).sqrt();
+        let wte = (p / "wte").var(
+            "weight",
+            &[v as i64, c as i64],
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        );
+        let wpe = (p / "wpe").var(
+            "weight",
+            &[t as i64, c as i64],
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        );
+        let blocks = (0..cfg.n_layer)
+            .map(|i| {
+                let h = p / "h" / i;
+                Block {
+                    ln_1: LayerNorm::new(&h / "ln_1", c, cfg.layer_norm_eps),
+                    c_attn: Linear::new(&h / "attn" / "c_attn", c, 3 * c, std),
+                    attn_proj: Linear::new(&h / "attn" / "c_proj", c, c, proj_std),
+                    ln_2: LayerNorm::new(&h / "ln_2", c, cfg.layer_norm_eps),
+                    c_fc: Linear::new(&h / "mlp" / "c_fc", c, 4 * c, std),
+                    mlp_proj: Linear::new(&h / "mlp" / "c_proj", 4 * c, c, proj_std),
+                }
+            })
+            .collect();
+        let ln_f = LayerNorm::new(p / "ln_f", c, cfg.layer_norm_eps);
+        let lm_head = (!cfg.tied_embeddings).then(|| {
+            (p / "lm_head").var(
+                "weight",
+                &[v as i64, c as i64],
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+            )
+        });
+        Self {
+            cfg: cfg.clone(),
+            wte,
+            wpe,
+            lm_head,
+            blocks,
+            ln_f,
+        }
+    }
+
+    /// Logits (B, T, V) for token ids `idx` (B, T), T <= block_size.
+    pub fn forward(&self, idx: &Tensor, mode: Mode) -> Tensor {
+        let (b, t) = idx.size2().expect("idx must be (B, T)");
+        let c = self.cfg.n_embd as i64;
+        let nh = self.cfg.n_head as i64;
+        let hs = c / nh;
+        let train = mode.dropout > 0.0;
+        let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
+        let mut x = Tensor::embedding(&self.wte, idx, -1, false, false)
+            + Tensor::embedding(&self.wpe, &pos, -1, false, false); // (B, T, C)
+        x = x.dropout(mode.dropout, train);
+        let mask = Tensor::ones([t, t], (Kind::Bool, idx.device()))
+            .tril(0)
+            .logical_not(); // (T, T)
+        let scale = 1.0 / (hs as f64).sqrt();
+        for blk in &self.blocks {
+            let a = blk.ln_1.forward(&x);
+            let qkv = blk.c_attn.forward(&a).split(c, 2); // 3 x (B, T, C)
+            let heads = |t_: &Tensor| t_.view([b, t, nh, hs]).transpose(1, 2); // (B, H, T, hs)
+            let q = heads(&qkv[0]);
+            let (mut k, mut v) = (heads(&qkv[1]), heads(&qkv[2]));
+            if mode.kv_f16 {
+                k = k.to_kind(Kind::Half).to_kind(Kind::Float);
+                v = v.to_kind(Kind::Half).to_kind(Kind::Float);
+            }
+            let att = (q.matmul(&k.transpose(-2, -1)) * scale) // (B, H, T, T)
+                .masked_fill(&mask, f64::NEG_INFINITY)
+                .softmax(-1, Kind::Float)
+                .dropout(mode.dropout, train);
+            let y = att.matmul(&v).transpose(1, 2).contiguous().view([b, t, c]); // (B, T, C)
+            x = x + blk.attn_proj.forward(&y).dropout(mode.dropout, train);
+            let m = blk.ln_2.forward(&x);
+            let h = blk.c_fc.forward(&m).gelu("tanh"); // (B, T, 4C)
+            x = x + blk.mlp_proj.forward(&h).dropout(mode.dropout, train);
+        }
+        let x = self.ln_f.forward(&x);
+        x.matmul(&self.lm_head.as_ref().unwrap_or(&self.wte).tr()) // (B, T, V)
+    }
+
+    /// Mean cross-entropy of `forward(idx)` against `targets` (B, T).
+    pub fn loss(&self, idx: &Tensor, targets: &Tensor, mode: Mode) -> Tensor {
+        let logits = self.forward(idx, mode);
+        let v = self.cfg.vocab_size as i64;
+        logits
+            .view([-1, v])
+            .cross_entropy_for_logits(&targets.view(-1))
+    }
+}
+
+/// Number of parameters in `vs`.
+pub fn n_params(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            vocab_size: 11,
+            block_size: 8,
+            n_embd: 32,
+            n_head: 4,
+            n_layer: 2,
+            layer_norm_eps: 1e-5,
+            activation: "gelu_tanh".into(),
+            tied_embeddings: true,
+        }
+    }
+
+    #[test]
+    fn parameter_names_are_the_runtime_tensor_names() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = Gpt::new(&vs.root(), &cfg());
+        let mut names: Vec<String> = vs.variables().into_keys().collect();
+        names.sort();
+        assert_eq!(names.len(), 2 + 2 * 12 + 2);
+        for n in [
+            "wte.weight",
+            "wpe.weight",
+            "h.1.attn.c_attn.weight",
+            "h.0.mlp.c_proj.bias",
+            "ln_f.bias",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+        let vars = vs.variables();
+        assert_eq!(vars["h.0.attn.c_attn.weight"].size(), vec![96, 32]);
+        assert_eq!(vars["h.0.mlp.c_proj.weight"].size(), vec![32, 128]);
+        // nanoGPT init: zero biases, scaled c_proj.
+        assert_eq!(
+            vars["h.0.attn.c_attn.bias"]
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+        let sd = vars["h.0.mlp.c_proj.weight"].std(true).double_value(&[]);
+        assert!((sd - 0.01).abs() < 0.001, "{sd}");
+    }
+
+    #[test]
+    fn attention_is_causal() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let m = Gpt::new(&vs.root(), &cfg());
+        let a = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6]).view([1, 6]);
+        let b = Tensor::from_slice(&[1i64, 2, 3, 9, 9, 9]).view([1, 6]);
+        let (la, lb) = (
+            m.forward(&a, Mode::default()),
+            m.forward(&b, Mode::default()),
+        );
+        let d_prefix = (la.narrow(1, 0, 3) - lb.narrow(1, 0, 3))
+            .abs()
+            .max()
+            .double_value(&[]);
+        let d_suffix = (la.narrow(1, 3, 3) - lb.narrow(1, 3, 3))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert_eq!(d_prefix, 0.0);
+        assert!(d_suffix > 0.0);
+    }
+}

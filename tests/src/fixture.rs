@@ -1,0 +1,467 @@
+//! Random-weight folio model files, written with the `safetensors` crate's serializer.
+//!
+//! A [`FixtureSpec`] (shape, per-tensor encodings, seed) builds a [`Fixture`]: the stored
+//! tensors (already encoded: F32, F16, q8_0 = I8 + F16 `_scale`, q4_0 = U8 + F16 `_scale`)
+//! and the `__metadata__` strings of docs/FORMAT.md. [`Fixture::to_safetensors`] serialises
+//! it; [`crate::handwritten`] writes the same content byte by byte in another layout.
+//!
+//! Initialisation follows nanoGPT (normal(0, `weight_std`) matrices, default 0.02) except
+//! that LayerNorm weights are `1 ± 0.1` and biases are small but nonzero, so a runtime that
+//! ignored either would fail the parity tests. Quantisation uses
+//! `folio_kernels::quant::quantize_row_q8/q4`, the project's one definition of the groups.
+use crate::rng::Rng;
+use folio_kernels::quant::{quantize_row_q4, quantize_row_q8};
+use folio_kernels::QK;
+use half::f16;
+use safetensors::tensor::{Dtype, View};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// The 65 distinct characters of Tiny Shakespeare, sorted: the lab models' vocabulary.
+pub const SHAKESPEARE_VOCAB: &str =
+    "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Character order used for vocabularies shorter than 65: deliberately not sorted, so a
+/// tokenizer that assumed sorted ids would fail.
+const SHORT_VOCAB_ORDER: &str = " etaoinshrdlu\ncmfwypvbgkjqxz.,;:!?'-&$3ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// The vocabulary of a fixture with `n` tokens (`n <= 65`): the full Tiny Shakespeare set
+/// for 65, else the first `n` characters of an unsorted frequency order.
+pub fn vocab_for(n: usize) -> Vec<char> {
+    assert!((1..=65).contains(&n), "fixtures support 1..=65 tokens");
+    if n == 65 {
+        SHAKESPEARE_VOCAB.chars().collect()
+    } else {
+        SHORT_VOCAB_ORDER.chars().take(n).collect()
+    }
+}
+
+/// Model hyper-parameters, as in `folio.config`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    /// Number of tokens (`V`).
+    pub vocab_size: usize,
+    /// Context length (`T`).
+    pub block_size: usize,
+    /// Embedding width (`C`).
+    pub n_embd: usize,
+    /// Attention heads (`H`).
+    pub n_head: usize,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f32,
+    /// `true`: the head is `wte.weight`; `false`: a separate `lm_head.weight`.
+    pub tied_embeddings: bool,
+}
+
+impl Config {
+    /// A vocab-65, tied-head config with `block/embd/heads/layers`.
+    pub const fn new(block_size: usize, n_embd: usize, n_head: usize, n_layer: usize) -> Self {
+        Config { vocab_size: 65, block_size, n_embd, n_head, n_layer, layer_norm_eps: 1e-5, tied_embeddings: true }
+    }
+
+    /// The same config with another vocabulary size.
+    pub const fn vocab(mut self, vocab_size: usize) -> Self {
+        self.vocab_size = vocab_size;
+        self
+    }
+
+    /// The same config with an untied `lm_head.weight`.
+    pub const fn untied(mut self) -> Self {
+        self.tied_embeddings = false;
+        self
+    }
+
+    /// The same config with another LayerNorm epsilon.
+    pub const fn eps(mut self, layer_norm_eps: f32) -> Self {
+        self.layer_norm_eps = layer_norm_eps;
+        self
+    }
+
+    /// The lab's three model shapes (block/embd/heads/layers, vocab 65):
+    /// 4/64/4/3, 128/384/6/4, 256/384/6/4.
+    pub const LAB: [Config; 3] = [Config::new(4, 64, 4, 3), Config::new(128, 384, 6, 4), Config::new(256, 384, 6, 4)];
+
+    /// Small shapes that run the whole context window quickly: short vocabularies, one
+    /// and two layers, head sizes 8 and 16, tied and untied, a non-default epsilon.
+    pub const TINY: [Config; 3] = [
+        Config::new(8, 32, 4, 1).vocab(11),
+        Config::new(16, 64, 4, 2).vocab(29).untied().eps(1e-3),
+        Config::new(12, 32, 2, 2).untied(),
+    ];
+
+    /// A shape whose widths are not multiples of 32 (only F32/F16 matrices allowed).
+    pub const ODD: Config = Config::new(6, 24, 3, 2).vocab(17);
+
+    /// Whether every matrix of this shape can be quantised (`n_embd % 32 == 0`).
+    pub fn quantisable(&self) -> bool {
+        self.n_embd % QK == 0
+    }
+
+    /// `folio.config` as a JSON string.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "vocab_size": self.vocab_size,
+            "block_size": self.block_size,
+            "n_embd": self.n_embd,
+            "n_head": self.n_head,
+            "n_layer": self.n_layer,
+            // The f32's shortest decimal form (1e-5, not 9.99999974737875e-6).
+            "layer_norm_eps": format!("{}", self.layer_norm_eps).parse::<f64>().expect("eps"),
+            "activation": "gelu_tanh",
+            "tied_embeddings": self.tied_embeddings,
+        })
+        .to_string()
+    }
+
+    /// A short label, e.g. `"128/384/6/4 V65 tied"`.
+    pub fn label(&self) -> String {
+        format!(
+            "{}/{}/{}/{} V{} {}",
+            self.block_size,
+            self.n_embd,
+            self.n_head,
+            self.n_layer,
+            self.vocab_size,
+            if self.tied_embeddings { "tied" } else { "untied" }
+        )
+    }
+}
+
+/// How one 2-D tensor is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// F32 values.
+    F32,
+    /// F16 values.
+    F16,
+    /// I8 codes + F16 `_scale` per 32 columns.
+    Q8_0,
+    /// Packed U8 nibbles + F16 `_scale` per 32 columns.
+    Q4_0,
+}
+
+impl Encoding {
+    /// All four encodings.
+    pub const ALL: [Encoding; 4] = [Encoding::F32, Encoding::F16, Encoding::Q8_0, Encoding::Q4_0];
+
+    /// The `folio.dtype` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Encoding::F32 => "f32",
+            Encoding::F16 => "f16",
+            Encoding::Q8_0 => "q8_0",
+            Encoding::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Whether this encoding is quantised.
+    pub fn quantised(self) -> bool {
+        matches!(self, Encoding::Q8_0 | Encoding::Q4_0)
+    }
+}
+
+/// The encodings of a fixture's 2-D tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Every matrix in one encoding.
+    All(Encoding),
+    /// Per tensor: the `i`-th matrix (in [`matrix_names`] order) uses
+    /// `Encoding::ALL[(i + seed) % 4]`, so every encoding appears in a file with 4+ matrices.
+    Mixed,
+}
+
+impl Plan {
+    /// The plans a parity suite covers: the four uniform encodings and mixed.
+    pub const ALL: [Plan; 5] =
+        [Plan::All(Encoding::F32), Plan::All(Encoding::F16), Plan::All(Encoding::Q8_0), Plan::All(Encoding::Q4_0), Plan::Mixed];
+
+    /// `folio.dtype`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Plan::All(e) => e.label(),
+            Plan::Mixed => "mixed",
+        }
+    }
+
+    /// Whether any matrix may be quantised.
+    pub fn quantised(self) -> bool {
+        !matches!(self, Plan::All(Encoding::F32 | Encoding::F16))
+    }
+}
+
+/// The dtype of the 1-D tensors (LayerNorm weights, biases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vectors {
+    /// All F32.
+    F32,
+    /// All F16.
+    F16,
+    /// Alternating F32 / F16 by tensor index.
+    Alternate,
+}
+
+/// Everything that decides a fixture's bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FixtureSpec {
+    /// Hyper-parameters.
+    pub config: Config,
+    /// Matrix encodings.
+    pub plan: Plan,
+    /// 1-D tensor dtype.
+    pub vectors: Vectors,
+    /// PRNG seed.
+    pub seed: u64,
+    /// Standard deviation of the matrices (nanoGPT: 0.02). Larger values make attention
+    /// and logits less uniform, which makes argmax tests more decisive.
+    pub weight_std: f32,
+}
+
+impl FixtureSpec {
+    /// nanoGPT-like init, F32 vectors for F32 matrices, F16 vectors otherwise, alternating for mixed.
+    pub fn new(config: Config, plan: Plan, seed: u64) -> Self {
+        let vectors = match plan {
+            Plan::All(Encoding::F32) => Vectors::F32,
+            Plan::All(_) => Vectors::F16,
+            Plan::Mixed => Vectors::Alternate,
+        };
+        FixtureSpec { config, plan, vectors, seed, weight_std: 0.02 }
+    }
+
+    /// The same spec with another matrix standard deviation.
+    pub fn std(mut self, weight_std: f32) -> Self {
+        self.weight_std = weight_std;
+        self
+    }
+
+    /// The same spec with another 1-D dtype.
+    pub fn vectors(mut self, vectors: Vectors) -> Self {
+        self.vectors = vectors;
+        self
+    }
+
+    /// Generate the weights and encode them.
+    pub fn build(&self) -> Fixture {
+        Fixture::build(*self)
+    }
+
+    /// The safetensors file bytes (shorthand for `build().to_safetensors()`).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.build().to_safetensors()
+    }
+}
+
+/// The names of the 2-D tensors of `config`, in a fixed canonical order.
+pub fn matrix_names(config: &Config) -> Vec<String> {
+    let mut v = vec!["wte.weight".to_string(), "wpe.weight".to_string()];
+    for i in 0..config.n_layer {
+        for m in ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"] {
+            v.push(format!("h.{i}.{m}.weight"));
+        }
+    }
+    if !config.tied_embeddings {
+        v.push("lm_head.weight".to_string());
+    }
+    v
+}
+
+/// One stored safetensors tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredTensor {
+    /// Tensor name.
+    pub name: String,
+    /// Stored dtype.
+    pub dtype: Dtype,
+    /// Stored shape.
+    pub shape: Vec<usize>,
+    /// Little-endian bytes.
+    pub data: Vec<u8>,
+}
+
+impl View for &StoredTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// A generated model: encoded tensors plus `__metadata__`.
+#[derive(Clone, Debug)]
+pub struct Fixture {
+    /// What it was built from.
+    pub spec: FixtureSpec,
+    /// Stored tensors (matrices, their `_scale`s, vectors), in generation order.
+    pub tensors: Vec<StoredTensor>,
+    /// `__metadata__` (all four folio keys).
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn f32_bytes(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn f16_bytes(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
+}
+
+impl Fixture {
+    fn build(spec: FixtureSpec) -> Fixture {
+        let c = spec.config;
+        let quant_ok = c.quantisable();
+        let mut rng = Rng::new(spec.seed);
+        let mut tensors = Vec::new();
+        let mut n_matrix = 0usize;
+        let mut n_vector = 0usize;
+        let (emb, ff) = (c.n_embd, 4 * c.n_embd);
+
+        let mut matrix = |tensors: &mut Vec<StoredTensor>, rng: &mut Rng, name: String, rows: usize, cols: usize| {
+            let values: Vec<f32> = (0..rows * cols).map(|_| rng.normal() * spec.weight_std).collect();
+            let enc = match spec.plan {
+                Plan::All(e) => e,
+                Plan::Mixed => {
+                    let e = Encoding::ALL[(n_matrix + spec.seed as usize) % 4];
+                    if e.quantised() && !quant_ok {
+                        Encoding::ALL[(n_matrix + spec.seed as usize) % 2]
+                    } else {
+                        e
+                    }
+                }
+            };
+            n_matrix += 1;
+            assert!(!enc.quantised() || cols % QK == 0, "{name}: {cols} columns cannot be quantised");
+            push_matrix(tensors, &name, enc, rows, cols, &values);
+        };
+        let mut vector = |tensors: &mut Vec<StoredTensor>, name: String, values: Vec<f32>| {
+            let f16 = match spec.vectors {
+                Vectors::F32 => false,
+                Vectors::F16 => true,
+                Vectors::Alternate => n_vector % 2 == 1,
+            };
+            n_vector += 1;
+            let (dtype, data) = if f16 { (Dtype::F16, f16_bytes(&values)) } else { (Dtype::F32, f32_bytes(&values)) };
+            tensors.push(StoredTensor { name, dtype, shape: vec![values.len()], data });
+        };
+        let ln_w = |rng: &mut Rng, n: usize| (0..n).map(|_| 1.0 + rng.uniform(-0.1, 0.1)).collect::<Vec<f32>>();
+        let bias = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.uniform(-0.02, 0.02)).collect::<Vec<f32>>();
+
+        matrix(&mut tensors, &mut rng, "wte.weight".into(), c.vocab_size, emb);
+        matrix(&mut tensors, &mut rng, "wpe.weight".into(), c.block_size, emb);
+        for i in 0..c.n_layer {
+            let w = ln_w(&mut rng, emb);
+            vector(&mut tensors, format!("h.{i}.ln_1.weight"), w);
+            let b = bias(&mut rng, emb);
+            vector(&mut tensors, format!("h.{i}.ln_1.bias"), b);
+            matrix(&mut tensors, &mut rng, format!("h.{i}.attn.c_attn.weight"), 3 * emb, emb);
+            let b = bias(&mut rng, 3 * emb);
+            vector(&mut tensors, format!("h.{i}.attn.c_attn.bias"), b);
+            matrix(&mut tensors, &mut rng, format!("h.{i}.attn.c_proj.weight"), emb, emb);
+            let b = bias(&mut rng, emb);
+            vector(&mut tensors, format!("h.{i}.attn.c_proj.bias"), b);
+            let w = ln_w(&mut rng, emb);
+            vector(&mut tensors, format!("h.{i}.ln_2.weight"), w);
+            let b = bias(&mut rng, emb);
+            vector(&mut tensors, format!("h.{i}.ln_2.bias"), b);
+            matrix(&mut tensors, &mut rng, format!("h.{i}.mlp.c_fc.weight"), ff, emb);
+            let b = bias(&mut rng, ff);
+            vector(&mut tensors, format!("h.{i}.mlp.c_fc.bias"), b);
+            matrix(&mut tensors, &mut rng, format!("h.{i}.mlp.c_proj.weight"), emb, ff);
+            let b = bias(&mut rng, emb);
+            vector(&mut tensors, format!("h.{i}.mlp.c_proj.bias"), b);
+        }
+        let w = ln_w(&mut rng, emb);
+        vector(&mut tensors, "ln_f.weight".into(), w);
+        let b = bias(&mut rng, emb);
+        vector(&mut tensors, "ln_f.bias".into(), b);
+        if !c.tied_embeddings {
+            matrix(&mut tensors, &mut rng, "lm_head.weight".into(), c.vocab_size, emb);
+        }
+
+        let vocab: Vec<String> = vocab_for(c.vocab_size).into_iter().map(String::from).collect();
+        let mut metadata = BTreeMap::new();
+        metadata.insert("folio.format".to_string(), "1".to_string());
+        metadata.insert("folio.config".to_string(), c.to_json());
+        metadata.insert("folio.vocab".to_string(), serde_json::to_string(&vocab).expect("vocab json"));
+        metadata.insert("folio.dtype".to_string(), spec.plan.label().to_string());
+        Fixture { spec, tensors, metadata }
+    }
+
+    /// The vocabulary, in token-id order.
+    pub fn vocab(&self) -> Vec<char> {
+        vocab_for(self.spec.config.vocab_size)
+    }
+
+    /// A stored tensor by name.
+    pub fn tensor(&self, name: &str) -> Option<&StoredTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Serialise with `safetensors::serialize` (sorted by dtype alignment then name,
+    /// header padded with spaces to a multiple of 8).
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        safetensors::serialize(self.tensors.iter().map(|t| (t.name.as_str(), t)), Some(meta)).expect("safetensors serialize")
+    }
+
+    /// Write [`Fixture::to_safetensors`] to `path`.
+    pub fn write_to(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        std::fs::write(path, self.to_safetensors())
+    }
+}
+
+/// Encode one row-major `[rows, cols]` matrix as `enc` and append its tensor(s).
+pub fn push_matrix(tensors: &mut Vec<StoredTensor>, name: &str, enc: Encoding, rows: usize, cols: usize, values: &[f32]) {
+    assert_eq!(values.len(), rows * cols);
+    let scale_tensor = |scales: &[f16]| StoredTensor {
+        name: format!("{name}_scale"),
+        dtype: Dtype::F16,
+        shape: vec![rows, cols / QK],
+        data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+    };
+    match enc {
+        Encoding::F32 => tensors.push(StoredTensor {
+            name: name.into(),
+            dtype: Dtype::F32,
+            shape: vec![rows, cols],
+            data: f32_bytes(values),
+        }),
+        Encoding::F16 => tensors.push(StoredTensor {
+            name: name.into(),
+            dtype: Dtype::F16,
+            shape: vec![rows, cols],
+            data: f16_bytes(values),
+        }),
+        Encoding::Q8_0 => {
+            let mut q = vec![0i8; rows * cols];
+            let mut s = vec![f16::ZERO; rows * cols / QK];
+            for ((qr, sr), xr) in q.chunks_exact_mut(cols).zip(s.chunks_exact_mut(cols / QK)).zip(values.chunks_exact(cols)) {
+                quantize_row_q8(qr, sr, xr);
+            }
+            tensors.push(StoredTensor {
+                name: name.into(),
+                dtype: Dtype::I8,
+                shape: vec![rows, cols],
+                data: q.iter().map(|&v| v as u8).collect(),
+            });
+            tensors.push(scale_tensor(&s));
+        }
+        Encoding::Q4_0 => {
+            let mut q = vec![0u8; rows * cols / 2];
+            let mut s = vec![f16::ZERO; rows * cols / QK];
+            for ((qr, sr), xr) in q.chunks_exact_mut(cols / 2).zip(s.chunks_exact_mut(cols / QK)).zip(values.chunks_exact(cols)) {
+                quantize_row_q4(qr, sr, xr);
+            }
+            tensors.push(StoredTensor { name: name.into(), dtype: Dtype::U8, shape: vec![rows, cols / 2], data: q });
+            tensors.push(scale_tensor(&s));
+        }
+    }
+}
