@@ -60,15 +60,21 @@ fn median(v: &mut [f64]) -> f64 {
 /// folio's p50 µs per decoded token, cycling positions through the window.
 fn folio_p50(path: &PathBuf, n: usize) -> Result<(f64, usize, String)> {
     let file = MappedModel::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let model = file.model().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let model = file
+        .model()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut mem = vec![0u8; model.session_bytes()];
-    let mut session = model.session(&mut mem).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut session = model
+        .session(&mut mem)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t_max = model.config().block_size;
     let mut token = 0u32;
     let mut times = Vec::with_capacity(n);
     for i in 0..n + 8 {
         let t = Instant::now();
-        let logits = session.forward(token, i % t_max).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let logits = session
+            .forward(token, i % t_max)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let next = folio_kernels::argmax(logits) as u32;
         let dt = t.elapsed().as_secs_f64() * 1e6;
         token = next;
@@ -82,15 +88,25 @@ fn folio_p50(path: &PathBuf, n: usize) -> Result<(f64, usize, String)> {
 
 fn pytorch_p50(python: &PathBuf, path: &PathBuf, n: usize) -> Result<f64> {
     let out = Command::new(python)
-        .args(["benches/py/pytorch_decode.py", "--json", "-n", &n.to_string()])
+        .args([
+            "benches/py/pytorch_decode.py",
+            "--json",
+            "-n",
+            &n.to_string(),
+        ])
         .arg(path)
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     if !out.status.success() {
-        bail!("pytorch_decode.py failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "pytorch_decode.py failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v["p50_us"].as_f64().context("no p50_us in pytorch_decode.py output")
+    v["p50_us"]
+        .as_f64()
+        .context("no p50_us in pytorch_decode.py output")
 }
 
 fn main() -> Result<()> {
@@ -99,8 +115,13 @@ fn main() -> Result<()> {
         bail!("give at least one model file");
     }
     let bw = dram_bandwidth();
-    println!("DRAM read bandwidth: {:.1} GB/s (best of 5, 512 MiB sum)\n", bw / 1e9);
-    println!("| model | encoding | weight bytes | folio p50 µs | PyTorch p50 µs | bandwidth bound µs |");
+    println!(
+        "DRAM read bandwidth: {:.1} GB/s (best of 5, 512 MiB sum)\n",
+        bw / 1e9
+    );
+    println!(
+        "| model | encoding | weight bytes | folio p50 µs | PyTorch p50 µs | bandwidth bound µs |"
+    );
     println!("|---|---|---:|---:|---:|---:|");
     for path in &args.models {
         let (p50, bytes, label) = folio_p50(path, args.n)?;
@@ -110,7 +131,10 @@ fn main() -> Result<()> {
             format!("{:.1}", pytorch_p50(&args.python, path, args.n)?)
         };
         let bound = bytes as f64 / bw * 1e6;
-        let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         println!("| {name} | {label} | {bytes} | {p50:.1} | {torch} | {bound:.1} |");
     }
     Ok(())
