@@ -119,6 +119,8 @@ sys.exit(0 if ok else 1)
 EOF
   then :; else FAILED=1; fi
   grep -E '^(instructions|session bytes|ram |systick|model bytes)' "$OUT/$name.out" | sed 's/^/   /'
+  awk -F': ' '/^ram static bytes/ { s = $2 } /^ram stack high-water bytes/ { k = $2 }
+    END { printf "   ram total (static incl. the session buffer + stack high-water): %d bytes\n", s + k }' "$OUT/$name.out"
 }
 
 # size_line NAME MODEL_BYTES: flash = .vector_table + .text + .rodata + .data, less the model.

@@ -56,7 +56,12 @@ const N_GEN: usize = 200;
 /// embd 64, 3 layers: 6.7 KB). A larger model is refused with exit code 5.
 const SESSION_BYTES: usize = 8 * 1024;
 /// The sampled run's settings; scripts/firmware.sh passes the same to `folio generate`.
-const SAMPLED: SamplerConfig = SamplerConfig { temperature: 0.8, top_k: 40, top_p: 1.0, seed: 1 };
+const SAMPLED: SamplerConfig = SamplerConfig {
+    temperature: 0.8,
+    top_k: 40,
+    top_p: 1.0,
+    seed: 1,
+};
 
 /// Session memory, 16-byte aligned so the runtime uses no alignment slack.
 static mut SESSION_MEM: Aligned<[u8; SESSION_BYTES]> = Aligned([0; SESSION_BYTES]);
@@ -64,7 +69,9 @@ static mut SESSION_MEM: Aligned<[u8; SESSION_BYTES]> = Aligned([0; SESSION_BYTES
 #[entry]
 fn main() -> ! {
     board::paint_stack();
-    let Some(mut cp) = cortex_m::Peripherals::take() else { board::exit(3) };
+    let Some(mut cp) = cortex_m::Peripherals::take() else {
+        board::exit(3)
+    };
     let mut ticks = board::Ticks::start(&mut cp.SYST);
     let stdout = board::stdout();
     let mut out = LineBuf::<128, _>::new(|b: &[u8]| {
@@ -77,14 +84,20 @@ fn main() -> ! {
     let to_instr = |t: u64| board::ticks_to_instructions(t, cal);
 
     out.put(b"folio firmware: ");
-    out.put(if cfg!(board = "lm3s6965evb") { b"lm3s6965evb\n" } else { b"mps2-an386\n" });
+    out.put(if cfg!(board = "lm3s6965evb") {
+        b"lm3s6965evb\n"
+    } else {
+        b"mps2-an386\n"
+    });
     // black_box: the model's bytes are data to the compiler, so code size does not depend
     // on what is embedded (a tiny file gives the runtime's size).
     let bytes: &[u8] = core::hint::black_box(&MODEL.0);
     out.line_u64(b"model bytes: ", bytes.len() as u64);
 
     let t0 = ticks.lap();
-    let Ok(model) = Model::from_bytes(bytes) else { fail(&mut out, b"error: model rejected\n", 4) };
+    let Ok(model) = Model::from_bytes(bytes) else {
+        fail(&mut out, b"error: model rejected\n", 4)
+    };
     out.line_u64(b"instructions to load: ", to_instr(ticks.lap() - t0));
     let need = model.session_bytes();
     out.put(b"session bytes: ");
@@ -108,16 +121,31 @@ fn main() -> ! {
     // The prompt, then the generated characters (UTF-8): what `folio generate` prints.
     let mut text = [0u8; 4 * (MAX_PROMPT + N_GEN)];
     let n_head = PROMPT.len();
-    let Some(head) = text.get_mut(..n_head) else { fail(&mut out, b"error: prompt too long\n", 6) };
+    let Some(head) = text.get_mut(..n_head) else {
+        fail(&mut out, b"error: prompt too long\n", 6)
+    };
     head.copy_from_slice(PROMPT.as_bytes());
     for (sampler, label, per_token) in [
-        (SamplerConfig::greedy(), &b"greedy"[..], &b"instructions per token: "[..]),
-        (SAMPLED, b"sampled (seed 1, temperature 0.8, top-k 40, top-p 1)", b"instructions per token (sampled): "),
+        (
+            SamplerConfig::greedy(),
+            &b"greedy"[..],
+            &b"instructions per token: "[..],
+        ),
+        (
+            SAMPLED,
+            b"sampled (seed 1, temperature 0.8, top-k 40, top-p 1)",
+            b"instructions per token (sampled): ",
+        ),
     ] {
-        let Ok(s) = model.session(mem) else { fail(&mut out, b"error: session\n", 5) };
-        let Ok(sampler) = Sampler::new(sampler) else { fail(&mut out, b"error: sampler\n", 7) };
+        let Ok(s) = model.session(mem) else {
+            fail(&mut out, b"error: session\n", 5)
+        };
+        let Ok(sampler) = Sampler::new(sampler) else {
+            fail(&mut out, b"error: sampler\n", 7)
+        };
         let gen = Generator::new(s, sampler);
-        let Some((len, spent)) = generate(&model, gen, prompt, &mut text[n_head..], &mut ticks) else {
+        let Some((len, spent)) = generate(&model, gen, prompt, &mut text[n_head..], &mut ticks)
+        else {
             fail(&mut out, b"error: generation\n", 7)
         };
         // `<label> text, <n> bytes:\n<n bytes>\n`: the length makes the text unambiguous.
@@ -139,7 +167,10 @@ fn main() -> ! {
                 fail(&mut out, b"error: forward\n", 7)
             }
         }
-        out.line_u64(b"instructions per forward: ", to_instr(ticks.lap() - t0) / block as u64);
+        out.line_u64(
+            b"instructions per forward: ",
+            to_instr(ticks.lap() - t0) / block as u64,
+        );
     }
     #[cfg(feature = "profile")]
     profile::run(&mut out, &mut ticks, cal);
@@ -147,7 +178,10 @@ fn main() -> ! {
     profile::run_dsp(&mut out, &mut ticks, cal);
     out.line_u64(b"systick instructions per 1000 ticks: ", to_instr(1000));
     out.line_u64(b"ram static bytes: ", board::static_ram() as u64);
-    out.line_u64(b"ram stack high-water bytes: ", board::stack_high_water() as u64);
+    out.line_u64(
+        b"ram stack high-water bytes: ",
+        board::stack_high_water() as u64,
+    );
     out.flush();
     board::exit(0)
 }
