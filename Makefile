@@ -11,7 +11,7 @@ AARCH64 := aarch64-unknown-linux-gnu
 export OMP_WAIT_POLICY := passive
 
 .PHONY: demo setup setup-torch setup-cross build test test-host test-v3 test-aarch64 \
-        test-thumb firmware lint bench clean-runs
+        test-thumb firmware lint bench compare report
 
 ## demo: train the CPU `edge` preset, export q8_0, generate text, print per-token latency.
 demo: setup-torch
@@ -41,6 +41,7 @@ lint:
 
 test-host: setup-torch
 	$(CARGO) test --workspace
+	$(CARGO) test -p folio-kernels --features std
 
 test-v3:
 	RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR=$(V3_TARGET) \
@@ -61,3 +62,12 @@ firmware: setup-torch setup-cross
 
 bench:
 	$(CARGO) bench -p folio-benches
+
+## compare: folio vs eager PyTorch vs the memory-bandwidth bound, per-token decode.
+COMPARE_MODELS ?= $(wildcard $(RUN)/model.safetensors $(RUN)/model.f32.safetensors runs/model1/model.safetensors)
+compare: setup-torch
+	$(CARGO) run --release -p folio-benches --bin compare -- $(COMPARE_MODELS)
+
+## report: the lab's plots (loss curves, word accuracy, time distributions, wpe) into docs/report.
+report: setup-torch
+	bash scripts/report.sh

@@ -222,6 +222,7 @@ fn main() -> Result<()> {
     let readme_path = out("README.md");
     std::fs::write(&readme_path, readme::render(&runs, &cx))
         .with_context(|| format!("writing {}", readme_path.display()))?;
+    remove_stale(&cli.out, &figures)?;
     for (r, a) in runs.iter().zip(&accuracy) {
         let lat = stats::sorted(&r.latency);
         eprintln!(
@@ -334,6 +335,31 @@ fn wpe_figure(path: &Path, r: &Run) -> Result<()> {
             },
         ],
     )
+}
+
+/// Per-run figures of an earlier report whose run is gone (so the directory shows only
+/// what README.md links), and the train/eval figure when no run has a log.
+fn remove_stale(dir: &Path, figures: &[(String, String)]) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().to_string();
+        if is_report_figure(&name) && !figures.iter().any(|(f, _)| *f == name) {
+            std::fs::remove_file(dir.join(&name))?;
+            eprintln!("report: removed stale {name}");
+        }
+    }
+    Ok(())
+}
+
+/// The names the report writes.
+fn is_report_figure(name: &str) -> bool {
+    let fixed = [
+        "loss.svg",
+        "word_accuracy.svg",
+        "decode_latency.svg",
+        "train_eval_time.svg",
+    ];
+    fixed.contains(&name)
+        || (name.ends_with(".svg") && (name.starts_with("loss_") || name.starts_with("wpe_")))
 }
 
 /// `2nd`, `3rd`, `4th`, ...

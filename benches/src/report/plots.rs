@@ -176,7 +176,13 @@ pub fn loss_run(path: &Path, name: &str, color: RGBColor, log: &[Eval]) -> Resul
             .y_desc("learning rate")
             .label_style(font(14))
             .axis_desc_style(font(16))
-            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_formatter(&|v| {
+                if *v == 0.0 {
+                    "0".to_string()
+                } else {
+                    format!("{v:.0e}")
+                }
+            })
             .draw()?;
         let pts = |f: fn(&Eval) -> f64| -> Vec<(f64, f64)> {
             log.iter().map(|e| (e.iter as f64, f(e))).collect()
@@ -346,7 +352,14 @@ pub fn latency_histograms(path: &Path, runs: &[(&str, &[f64])]) -> Result<()> {
                 .configure_mesh()
                 .x_desc(format!("{unit} per token (log scale)"))
                 .y_desc("tokens")
-                .x_label_formatter(&|v| fmt_plain(*v))
+                .x_label_formatter(&|v| {
+                    if is_125(*v) {
+                        fmt_plain(*v)
+                    } else {
+                        String::new()
+                    }
+                })
+                .max_light_lines(1)
                 .y_label_formatter(&|v| format!("{v:.0}"))
                 .label_style(font(13))
                 .axis_desc_style(font(14))
@@ -439,7 +452,13 @@ pub fn time_boxes(path: &Path, panels: &[BoxPanel<'_>]) -> Result<()> {
                 .disable_x_mesh()
                 .x_labels(0)
                 .y_desc("seconds (log scale)")
-                .y_label_formatter(&|v| fmt_seconds(*v))
+                .y_label_formatter(&|v| {
+                    if is_125(*v) {
+                        fmt_seconds(*v)
+                    } else {
+                        String::new()
+                    }
+                })
                 .label_style(font(13))
                 .axis_desc_style(font(15))
                 .light_line_style(RGBColor(235, 235, 235))
@@ -523,6 +542,17 @@ where
             .map_err(e)?;
     }
     Ok(())
+}
+
+/// True for 1, 2 and 5 times a power of ten (the labelled ticks of a log axis).
+pub fn is_125(v: f64) -> bool {
+    if !(v.is_finite() && v > 0.0) {
+        return false;
+    }
+    let m = v / 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|k| (m - k).abs() < 1e-6 * k)
 }
 
 /// `v` seconds with a readable unit (`850 µs`, `12.5 ms`, `3.2 s`).
@@ -769,6 +799,8 @@ mod tests {
         assert_eq!(fmt_plain(0.05), "0.05");
         assert_eq!(fmt_plain(0.0), "0");
         assert_eq!(integer_label(&3.0), "3");
+        assert!(is_125(0.002) && is_125(50.0) && is_125(1e-6) && is_125(0.1));
+        assert!(!is_125(0.003) && !is_125(70.0) && !is_125(0.0) && !is_125(-2.0));
         assert_eq!(integer_label(&2.5), "");
     }
 

@@ -50,11 +50,11 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
     let _ = writeln!(s, "## Runs\n");
     let _ = writeln!(
         s,
-        "| run | preset | file | layers × heads × width | context | batch | iters | params | train loss | val loss | val loss, runtime | word accuracy | decode p50 | decode p99 | train s/step | eval s/estimate | train time |"
+        "| run | preset | file | layers × heads × width | context | batch | iters | params | train loss | val loss | val loss, runtime | word accuracy | decode p50 | decode p99 | train s/step | eval s/estimate | train time | trained on |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (r, acc) in runs.iter().zip(cx.accuracy) {
         let sh = &r.shape;
@@ -71,9 +71,15 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
         let val_loss = r.meta_f64("val_loss").or(last.map(|e| e.val_loss));
         let iters = r.meta_f64("iters").or(last.map(|e| e.iter as f64));
         let batch = r.meta_f64("batch_size");
+        let device = r.meta_str("device").map(|d| match r.meta_f64("threads") {
+            Some(t) if d == "cpu" => {
+                format!("cpu, {t:.0} thread{}", if t == 1.0 { "" } else { "s" })
+            }
+            _ => d,
+        });
         let _ = writeln!(
             s,
-            "| {} | {} | {} {:.1} MB | {} × {} × {} | {} | {} | {} | {} | {} | {} | {} | {:.1}% | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} {:.1} MB | {} × {} × {} | {} | {} | {} | {} | {} | {} | {} | {:.1}% | {} | {} | {} | {} | {} | {} |",
             r.files.name,
             r.meta_str("preset").unwrap_or_else(|| "–".into()),
             r.dtype,
@@ -94,14 +100,27 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
             opt(step, fmt_seconds),
             opt(eval, fmt_seconds),
             opt(r.meta_f64("total_seconds"), fmt_seconds),
+            device.unwrap_or_else(|| "–".into()),
         );
     }
+    let scored: Vec<String> = runs
+        .iter()
+        .filter_map(|r| {
+            let p = r.meta_f64("quantization.positions")?;
+            Some(format!("{} {p:.0}", r.files.name))
+        })
+        .collect();
     let _ = writeln!(
         s,
         "\n- **train / val loss**: the exporter's last `estimate_loss` (mean of `eval_iters` \
          batches per split; `folio.train` in the file, else the log's last line). **val loss, \
          runtime**: the same model as stored in this file, scored by folio-runtime on the \
-         exporter's fixed val windows (`folio.train.quantization`)."
+         exporter's fixed val windows (`folio.train.quantization`; scored positions: {}).",
+        if scored.is_empty() {
+            "–".to_string()
+        } else {
+            scored.join(", ")
+        }
     );
     let _ = writeln!(
         s,
@@ -152,4 +171,105 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Eval;
+    use crate::run::{RunFiles, Shape};
+
+    fn run(name: &str, train: Option<serde_json::Value>, log: Vec<Eval>) -> Run {
+        Run {
+            files: RunFiles {
+                name: name.into(),
+                model: "m.safetensors".into(),
+                log: "m.log.jsonl".into(),
+            },
+            shape: Shape {
+                block_size: 64,
+                n_embd: 128,
+                n_head: 4,
+                n_layer: 4,
+            },
+            dtype: "q8_0".into(),
+            file_bytes: 1_000_000,
+            train,
+            log,
+            samples: vec!["To be, or not".into()],
+            latency: vec![0.001, 0.002, 0.003],
+            wpe: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn table_rows_match_the_header_and_carry_the_numbers() {
+        let meta = serde_json::json!({
+            "preset": "edge", "batch_size": 32, "iters": 1500, "n_params": 809856,
+            "train_loss": 1.5, "val_loss": 1.75, "train_seconds": 150.0, "total_seconds": 200.0, "device": "cpu", "threads": 2,
+            "quantization": {"val_loss": 1.7512, "positions": 4096}
+        });
+        let e = |iter, eval_time| Eval {
+            iter,
+            train_loss: 2.0,
+            val_loss: 2.5,
+            lr: 1e-3,
+            step_time: 0.1,
+            eval_time,
+            tokens_per_s: 1.0,
+            elapsed: 1.0,
+        };
+        let runs = [
+            run("edge", Some(meta), vec![e(0, 1.0), e(250, 3.0)]),
+            run("bare", None, Vec::new()),
+        ];
+        let acc = [Tally { found: 1, total: 2 }, Tally { found: 0, total: 0 }];
+        let cx = Context {
+            command: "report --run x".into(),
+            gen: GenOpts {
+                samples: 20,
+                chars: 500,
+                temperature: 0.8,
+                top_k: 40,
+                seed: 1,
+            },
+            accuracy: &acc,
+            val_text: Tally {
+                found: 9,
+                total: 10,
+            },
+            unigram: Tally {
+                found: 1,
+                total: 10,
+            },
+            vocab_words: 11911,
+            figures: &[("loss.svg".into(), "Loss curves".into())],
+        };
+        let md = render(&runs, &cx);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(rows.len(), 4, "{md}");
+        let cols = rows[0].matches('|').count();
+        assert!(rows.iter().all(|r| r.matches('|').count() == cols), "{md}");
+        let edge = rows[2];
+        // Metadata wins over the log; s/step = 150 s / 1500; eval median of 1 s and 3 s.
+        for want in [
+            "| edge | edge | q8_0 1.0 MB | 4 × 4 × 128 | 64 | 32 | 1500 | 810 K",
+            "| 1.5000 | 1.7500 | 1.7512 | 50.0% |",
+        ] {
+            assert!(edge.contains(want), "{edge}");
+        }
+        assert!(
+            edge.contains("| 2.00 ms | 2.98 ms | 100 ms | 2.00 s | 200 s | cpu, 2 threads |"),
+            "{edge}"
+        );
+        // A run without metadata or log shows dashes, not zeros.
+        assert!(
+            rows[3].starts_with("| bare | – |") && rows[3].contains("| – | – | – |"),
+            "{}",
+            rows[3]
+        );
+        assert!(md.contains("![Loss curves](loss.svg)"));
+        assert!(md.contains("scored positions: edge 4096"));
+        assert!(md.contains("90.0% (9 of 10 words"));
+    }
 }
