@@ -5,7 +5,7 @@
 //! `scores` (at least `n_pos`) is caller scratch. `out (hs) = softmax(q·k_t / sqrt(hs)) · v`.
 //!
 //! Three passes over `n = min(n_pos, scores.len())` positions: `scores[t] = (q · k_t) *
-//! scale` (f16 widened exactly: F16C / `fcvtl` / `half`, f32 FMA), the SIMD
+//! scale` (f16 widened exactly: F16C / `fcvtl` / integer ops, f32 FMA), the SIMD
 //! [`softmax`](crate::softmax) in place, then `out += scores[t] * v_t` for each `t`
 //! (`out` stays in L1; `hs` is 32..128 here). A position whose `k_t` lies outside `k`
 //! scores 0 and one whose `v_t` lies outside `v` adds nothing, as in the reference; the
@@ -80,10 +80,12 @@ pub mod scalar {
     }
 }
 
-/// Portable path: `wide` dot products, f16 widened by `half`.
+/// Portable path: `wide` dot products, f16 widened by
+/// [`widen_f16x8`](crate::convert::widen_f16x8).
 #[allow(dead_code)]
 mod portable {
     use super::head_at;
+    use crate::convert::widen_f16x8;
     use half::f16;
     use wide::f32x8;
 
@@ -106,7 +108,7 @@ mod portable {
             let kt = head_at(k, t, stride, hs).unwrap_or(&[]);
             let mut acc = f32x8::ZERO;
             for (a, b) in kt.as_chunks::<8>().0.iter().zip(q8) {
-                acc = f32x8::from(a.map(f16::to_f32)).mul_add(f32x8::from(*b), acc);
+                acc = widen_f16x8(a).mul_add(f32x8::from(*b), acc);
             }
             let tail: f32 = kt
                 .get(t8..)
@@ -127,9 +129,7 @@ mod portable {
             };
             let pv = f32x8::splat(p);
             for (o, a) in o8.iter_mut().zip(vt.as_chunks::<8>().0) {
-                *o = f32x8::from(a.map(f16::to_f32))
-                    .mul_add(pv, f32x8::from(*o))
-                    .to_array();
+                *o = widen_f16x8(a).mul_add(pv, f32x8::from(*o)).to_array();
             }
             for (o, a) in ot.iter_mut().zip(&vt[o8.len() * 8..]) {
                 *o += p * a.to_f32();

@@ -2,8 +2,10 @@
 //!
 //! Two passes as the reference (mean, then the mean of squared deviations, which is
 //! stable where `E[x^2] - mean^2` is not), each a `wide` lane-parallel sum; then one
-//! fused `(x - mean) * rstd * w + b` pass. f16 parameters are widened by `half`. Writes `min(out, x, w, b)` elements; the statistics use all of
+//! fused `(x - mean) * rstd * w + b` pass. f16 parameters are widened by
+//! [`widen_f16x8`](crate::convert::widen_f16x8). Writes `min(out, x, w, b)` elements; the statistics use all of
 //! `x`.
+use crate::convert::widen_f16x8;
 use half::f16;
 use wide::f32x8;
 
@@ -40,10 +42,7 @@ pub fn layernorm_f16(out: &mut [f32], x: &[f32], w: &[f16], b: &[f16], eps: f32)
     );
     let (m, r) = (f32x8::splat(mean), f32x8::splat(rstd));
     for (((o, xv), wv), bv) in o8.iter_mut().zip(x8).zip(w8).zip(b8) {
-        let (wv, bv) = (
-            f32x8::from(wv.map(f16::to_f32)),
-            f32x8::from(bv.map(f16::to_f32)),
-        );
+        let (wv, bv) = (widen_f16x8(wv), widen_f16x8(bv));
         *o = ((f32x8::from(*xv) - m) * r).mul_add(wv, bv).to_array();
     }
     for (((o, &v), w), b) in ot.iter_mut().zip(xt).zip(wt).zip(bt) {

@@ -1,8 +1,9 @@
 //! `out[r] = sum_c w[r, c] * x[c]` for an f16 matrix `w` `[rows, cols]`, f32 accumulation.
 //!
 //! Weights are widened exactly to f32 (AVX2: F16C `vcvtph2ps`; NEON: `fcvtl`; portable:
-//! `half`) and multiplied in f32 with FMA. Shapes, row blocking (4 rows, 2 accumulators
+//! integer ops on `wide` lanes) and multiplied in f32 with FMA. Shapes, row blocking (4 rows, 2 accumulators
 //! each) and tails as [`matvec_f32`](crate::matvec_f32).
+use crate::convert::widen_f16x8;
 use crate::matvec_f32::rows_of;
 use half::f16;
 use wide::f32x8;
@@ -48,7 +49,8 @@ fn tail_dot_f16(a: &[f16], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(a, b)| a.to_f32() * b).sum()
 }
 
-/// Portable path (`wide`), one row at a time; f16 widened by `half`.
+/// Portable path (`wide`), one row at a time; f16 widened by
+/// [`widen_f16x8`](crate::convert::widen_f16x8).
 #[allow(dead_code)]
 mod portable {
     use super::*;
@@ -63,7 +65,7 @@ mod portable {
         for (o, r) in out[..rows].iter_mut().zip(w.chunks_exact(cols)) {
             let mut acc = f32x8::ZERO;
             for (xv, a) in x8.iter().zip(r.as_chunks::<8>().0) {
-                acc = f32x8::from(a.map(f16::to_f32)).mul_add(f32x8::from(*xv), acc);
+                acc = widen_f16x8(a).mul_add(f32x8::from(*xv), acc);
             }
             *o = acc.reduce_add() + tail_dot_f16(&r[t..], xt);
         }

@@ -13,12 +13,12 @@ pub fn matvec_q4(out: &mut [f32], q: &[u8], scales: &[f16], x: &[f32]) {
     if crate::arch::x86_64::enabled() {
         // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
         // (enabled at compile time, or detected on this CPU).
-        return unsafe { crate::matvec_q8::avx2::matvec_q::<true>(out, q, scales, x) };
+        return unsafe { crate::matvec_q8::avx2::matvec_q::<true, 1>(out, q, scales, x) };
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     {
         // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { crate::matvec_q8::neon::matvec_q::<true>(out, q, scales, x) }
+        unsafe { crate::matvec_q8::neon::matvec_q::<true, 1>(out, q, scales, x) }
     }
     #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
     {

@@ -27,12 +27,12 @@ pub fn matvec_q8(out: &mut [f32], q: &[i8], scales: &[f16], x: &[f32]) {
     if crate::arch::x86_64::enabled() {
         // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
         // (enabled at compile time, or detected on this CPU).
-        return unsafe { avx2::matvec_q::<false>(out, bytes, scales, x) };
+        return unsafe { avx2::matvec_q::<false, 2>(out, bytes, scales, x) };
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     {
         // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { neon::matvec_q::<false>(out, bytes, scales, x) }
+        unsafe { neon::matvec_q::<false, 2>(out, bytes, scales, x) }
     }
     #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
     {
@@ -99,6 +99,16 @@ pub(crate) fn blocks(row: &[u8]) -> &[[u8; 16]] {
     row.as_chunks::<16>().0
 }
 
+/// One row's groups as units of `GB` 16-byte blocks (`GB` = 2 for q8_0, 1 for q4_0).
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[inline(always)]
+pub(crate) fn units<const GB: usize>(row: &[u8]) -> &[[[u8; 16]; GB]] {
+    blocks(row).as_chunks::<GB>().0
+}
+
 /// Portable path (`wide`): one row at a time, each group widened into 32 f32 first.
 /// (Unused on aarch64, where the NEON path always runs.)
 #[allow(dead_code)]
@@ -135,20 +145,22 @@ pub(crate) mod portable {
         }
     }
 
-    /// One group's 32 weights as f32 (unscaled), in column order.
+    /// One group's 32 weights as f32 (unscaled), in column order; plain indexed loops
+    /// over fixed-size arrays, which LLVM vectorises (SSE2 unpack / shift).
     #[inline(always)]
     fn widen<const Q4: bool>(b: &[[u8; 16]]) -> [f32; QK] {
         let mut w = [0.0f32; QK];
         if Q4 {
             if let Some(b) = b.first() {
-                for (pair, &v) in w.chunks_exact_mut(2).zip(b) {
-                    pair[0] = ((v & 0x0f) as i32 - 8) as f32;
-                    pair[1] = ((v >> 4) as i32 - 8) as f32;
+                for j in 0..QK / 2 {
+                    w[2 * j] = ((b[j] & 0x0f) as i32 - 8) as f32;
+                    w[2 * j + 1] = ((b[j] >> 4) as i32 - 8) as f32;
                 }
             }
-        } else {
-            for (o, &v) in w.iter_mut().zip(b.iter().flatten()) {
-                *o = v as i8 as f32;
+        } else if let [lo, hi] = b {
+            for j in 0..QK / 2 {
+                w[j] = lo[j] as i8 as f32;
+                w[QK / 2 + j] = hi[j] as i8 as f32;
             }
         }
         w
@@ -161,20 +173,14 @@ pub(crate) mod avx2 {
     use crate::arch::x86_64::{hsum, load_f32, load_i8x32, load_q4x32, splat_f16};
     use core::arch::x86_64::*;
 
-    /// One group of row `b` as 4 x 8 f32 (unscaled).
+    /// One group (`GB` 16-byte blocks) as 4 x 8 f32 (unscaled).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn group<const Q4: bool>(b: &[[u8; 16]], g: usize) -> [__m256; 4] {
-        if Q4 {
-            match b.get(g) {
-                Some(b) => load_q4x32(b),
-                None => [_mm256_setzero_ps(); 4],
-            }
-        } else {
-            match b.get(2 * g..2 * g + 2) {
-                Some([lo, hi]) => load_i8x32(lo, hi),
-                _ => [_mm256_setzero_ps(); 4],
-            }
+    fn group<const Q4: bool, const GB: usize>(b: &[[u8; 16]; GB]) -> [__m256; 4] {
+        match (b.first(), b.last()) {
+            (Some(b), _) if Q4 => load_q4x32(b),
+            (Some(lo), Some(hi)) => load_i8x32(lo, hi),
+            _ => [_mm256_setzero_ps(); 4],
         }
     }
 
@@ -190,7 +196,12 @@ pub(crate) mod avx2 {
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn matvec_q<const Q4: bool>(out: &mut [f32], q: &[u8], scales: &[f16], x: &[f32]) {
+    pub unsafe fn matvec_q<const Q4: bool, const GB: usize>(
+        out: &mut [f32],
+        q: &[u8],
+        scales: &[f16],
+        x: &[f32],
+    ) {
         let Some((groups, row_bytes, rows)) = quant_shape::<Q4>(out, q, scales, x) else {
             return;
         };
@@ -212,16 +223,24 @@ pub(crate) mod avx2 {
         let mut q4 = q.chunks_exact(4 * row_bytes);
         let mut s4 = scales.chunks_exact(4 * groups);
         for ((o, qb), sb) in (&mut o4).zip(&mut q4).zip(&mut s4) {
-            let rb: [&[[u8; 16]]; 4] =
-                core::array::from_fn(|k| blocks(&qb[k * row_bytes..(k + 1) * row_bytes]));
+            let rg: [&[[[u8; 16]; GB]]; 4] =
+                core::array::from_fn(|k| units::<GB>(&qb[k * row_bytes..(k + 1) * row_bytes]));
             let rs: [&[f16]; 4] = core::array::from_fn(|k| &sb[k * groups..(k + 1) * groups]);
             let mut acc = [_mm256_setzero_ps(); 4];
-            for (g, xv) in xg.iter().enumerate() {
+            // Zipped iterators: no per-group bounds checks, each row's group widened and
+            // consumed at once (keeps the 16 ymm registers from spilling).
+            let it = xg
+                .iter()
+                .zip(rg[0].iter().zip(rs[0]))
+                .zip(rg[1].iter().zip(rs[1]))
+                .zip(rg[2].iter().zip(rs[2]))
+                .zip(rg[3].iter().zip(rs[3]));
+            for ((((xv, (g0, s0)), (g1, s1)), (g2, s2)), (g3, s3)) in it {
                 let xv = load_x(xv);
-                for k in 0..4 {
-                    let d = splat_f16(rs[k].get(g).copied().unwrap_or(f16::ZERO));
-                    acc[k] = _mm256_fmadd_ps(gdot(group::<Q4>(rb[k], g), &xv), d, acc[k]);
-                }
+                acc[0] = _mm256_fmadd_ps(gdot(group::<Q4, GB>(g0), &xv), splat_f16(*s0), acc[0]);
+                acc[1] = _mm256_fmadd_ps(gdot(group::<Q4, GB>(g1), &xv), splat_f16(*s1), acc[1]);
+                acc[2] = _mm256_fmadd_ps(gdot(group::<Q4, GB>(g2), &xv), splat_f16(*s2), acc[2]);
+                acc[3] = _mm256_fmadd_ps(gdot(group::<Q4, GB>(g3), &xv), splat_f16(*s3), acc[3]);
             }
             for (o, a) in o.iter_mut().zip(acc) {
                 *o = hsum(a);
@@ -233,10 +252,9 @@ pub(crate) mod avx2 {
             .zip(q4.remainder().chunks_exact(row_bytes))
             .zip(s4.remainder().chunks_exact(groups))
         {
-            let b = blocks(row);
             let mut acc = _mm256_setzero_ps();
-            for (g, (xv, s)) in xg.iter().zip(srow).enumerate() {
-                acc = _mm256_fmadd_ps(gdot(group::<Q4>(b, g), &load_x(xv)), splat_f16(*s), acc);
+            for ((xv, g), s) in xg.iter().zip(units::<GB>(row)).zip(srow) {
+                acc = _mm256_fmadd_ps(gdot(group::<Q4, GB>(g), &load_x(xv)), splat_f16(*s), acc);
             }
             *o = hsum(acc);
         }
@@ -252,17 +270,11 @@ pub(crate) mod neon {
     /// One group of row `b` as 8 x 4 f32 (unscaled).
     #[inline]
     #[target_feature(enable = "neon")]
-    fn group<const Q4: bool>(b: &[[u8; 16]], g: usize) -> [float32x4_t; 8] {
-        let [lo, hi] = if Q4 {
-            match b.get(g) {
-                Some(b) => load_q4x32(b),
-                None => [vdupq_n_s8(0); 2],
-            }
-        } else {
-            match b.get(2 * g..2 * g + 2) {
-                Some([lo, hi]) => load_i8x32(lo, hi),
-                _ => [vdupq_n_s8(0); 2],
-            }
+    fn group<const Q4: bool, const GB: usize>(b: &[[u8; 16]; GB]) -> [float32x4_t; 8] {
+        let [lo, hi] = match (b.first(), b.last()) {
+            (Some(b), _) if Q4 => load_q4x32(b),
+            (Some(lo), Some(hi)) => load_i8x32(lo, hi),
+            _ => [vdupq_n_s8(0); 2],
         };
         let [a, b, c, d] = widen_i8x16(lo);
         let [e, f, g, h] = widen_i8x16(hi);
@@ -294,7 +306,12 @@ pub(crate) mod neon {
     }
 
     #[target_feature(enable = "neon")]
-    pub fn matvec_q<const Q4: bool>(out: &mut [f32], q: &[u8], scales: &[f16], x: &[f32]) {
+    pub fn matvec_q<const Q4: bool, const GB: usize>(
+        out: &mut [f32],
+        q: &[u8],
+        scales: &[f16],
+        x: &[f32],
+    ) {
         let Some((groups, row_bytes, rows)) = quant_shape::<Q4>(out, q, scales, x) else {
             return;
         };
@@ -308,16 +325,22 @@ pub(crate) mod neon {
         let mut q4 = q.chunks_exact(4 * row_bytes);
         let mut s4 = scales.chunks_exact(4 * groups);
         for ((o, qb), sb) in (&mut o4).zip(&mut q4).zip(&mut s4) {
-            let rb: [&[[u8; 16]]; 4] =
-                core::array::from_fn(|k| blocks(&qb[k * row_bytes..(k + 1) * row_bytes]));
+            let rg: [&[[[u8; 16]; GB]]; 4] =
+                core::array::from_fn(|k| units::<GB>(&qb[k * row_bytes..(k + 1) * row_bytes]));
             let rs: [&[f16]; 4] = core::array::from_fn(|k| &sb[k * groups..(k + 1) * groups]);
             let mut acc = [vdupq_n_f32(0.0); 4];
-            for (g, xv) in xg.iter().enumerate() {
+            let it = xg
+                .iter()
+                .zip(rg[0].iter().zip(rs[0]))
+                .zip(rg[1].iter().zip(rs[1]))
+                .zip(rg[2].iter().zip(rs[2]))
+                .zip(rg[3].iter().zip(rs[3]));
+            for ((((xv, (g0, s0)), (g1, s1)), (g2, s2)), (g3, s3)) in it {
                 let xv = load_x(xv);
-                for k in 0..4 {
-                    let d = rs[k].get(g).map_or(0.0, |&s| f16_to_f32(s));
-                    acc[k] = vfmaq_n_f32(acc[k], gdot(group::<Q4>(rb[k], g), &xv), d);
-                }
+                acc[0] = vfmaq_n_f32(acc[0], gdot(group::<Q4, GB>(g0), &xv), f16_to_f32(*s0));
+                acc[1] = vfmaq_n_f32(acc[1], gdot(group::<Q4, GB>(g1), &xv), f16_to_f32(*s1));
+                acc[2] = vfmaq_n_f32(acc[2], gdot(group::<Q4, GB>(g2), &xv), f16_to_f32(*s2));
+                acc[3] = vfmaq_n_f32(acc[3], gdot(group::<Q4, GB>(g3), &xv), f16_to_f32(*s3));
             }
             for (o, a) in o.iter_mut().zip(acc) {
                 *o = vaddvq_f32(a);
@@ -329,10 +352,9 @@ pub(crate) mod neon {
             .zip(q4.remainder().chunks_exact(row_bytes))
             .zip(s4.remainder().chunks_exact(groups))
         {
-            let b = blocks(row);
             let mut acc = vdupq_n_f32(0.0);
-            for (g, (xv, s)) in xg.iter().zip(srow).enumerate() {
-                acc = vfmaq_n_f32(acc, gdot(group::<Q4>(b, g), &load_x(xv)), f16_to_f32(*s));
+            for ((xv, g), s) in xg.iter().zip(units::<GB>(row)).zip(srow) {
+                acc = vfmaq_n_f32(acc, gdot(group::<Q4, GB>(g), &load_x(xv)), f16_to_f32(*s));
             }
             *o = vaddvq_f32(acc);
         }

@@ -470,7 +470,11 @@ impl Enc for Q4W {
         let g = cols / QK;
         (c < g * QK).then(|| {
             let b = self.0[r * (cols / 2) + c / 2];
-            let nib = if c.is_multiple_of(2) { b & 0x0f } else { b >> 4 };
+            let nib = if c.is_multiple_of(2) {
+                b & 0x0f
+            } else {
+                b >> 4
+            };
             (nib as i32 - 8) as f64 * h(self.1[r * g + c / QK])
         })
     }
