@@ -47,8 +47,9 @@ struct Common {
     /// directory, else a download into ~/.cache/folio); its sha256 is always checked.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Val windows the quantisation report scores (each block_size positions).
-    #[arg(long, default_value_t = 64)]
+    /// Val windows the quantisation report scores, block_size positions each (0 = 64, or
+    /// more for short blocks so that at least 4096 positions are scored).
+    #[arg(long, default_value_t = 0)]
     report_windows: usize,
     /// libtorch intra-op threads (0 = libtorch's default).
     #[arg(long, default_value_t = 0)]
@@ -210,6 +211,13 @@ fn load_data(path: Option<&Path>) -> Result<Dataset> {
     Dataset::new(&text.text)
 }
 
+fn report_windows(c: &Common, m: &Master) -> usize {
+    match c.report_windows {
+        0 => 64.max(4096usize.div_ceil(m.cfg.block_size)),
+        n => n,
+    }
+}
+
 fn git_rev() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -280,7 +288,11 @@ fn run_train(a: TrainArgs) -> Result<()> {
         tensors,
         train: train_meta,
     };
-    let set = EvalSet::new(&data, a.common.report_windows, master.cfg.block_size);
+    let set = EvalSet::new(
+        &data,
+        report_windows(&a.common, &master),
+        master.cfg.block_size,
+    );
     let tch_loss = tch_window_loss(&done.model, &set, device)?;
     export_with_report(
         &master,
@@ -342,7 +354,8 @@ fn export_with_report(
     let f32_plan = master.default_plan(Encoding::F32);
     let f32_bytes = master.to_bytes(&f32_plan, "f32", &master.train)?;
     let f32_loss = report::runtime_loss(&f32_bytes, set)?;
-    let (plan, rep) = report::choose_plan(master, target, set, f32_loss)?;
+    let (plan, rep) =
+        report::choose_plan(master, target, set, f32_loss, report::tolerance(target))?;
     let mut rep_json = serde_json::to_value(&rep)?;
     if let (Some(l), Value::Object(m)) = (tch_loss, &mut rep_json) {
         m.insert("tch_f32_val_loss".into(), json!(l));
@@ -390,7 +403,11 @@ fn run_quantize(a: QuantizeArgs) -> Result<()> {
     if data.vocab != master.vocab {
         bail!("{}: its vocabulary is not this data's", a.input.display());
     }
-    let set = EvalSet::new(&data, a.common.report_windows, master.cfg.block_size);
+    let set = EvalSet::new(
+        &data,
+        report_windows(&a.common, &master),
+        master.cfg.block_size,
+    );
     export_with_report(&master, a.dtype, &set, None, None, &a.out)?;
     eprintln!("wrote {}", a.out.display());
     Ok(())

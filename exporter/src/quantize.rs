@@ -244,9 +244,12 @@ mod tests {
                 }
             }
             for (i, (a, b)) in x.iter().zip(&out).enumerate() {
+                // Half a step, except q4_0's clamp at code 15: values of the sign opposite
+                // to the group's extreme can be a whole step off (as llama.cpp's q4_0).
                 let d = scales[i / 32].to_f32().abs();
+                let bound = if enc == Encoding::Q8_0 { 0.5 } else { 1.0 };
                 assert!(
-                    (a - b).abs() <= 0.5 * d + 1e-6,
+                    (a - b).abs() <= bound * d + 1e-6,
                     "{enc} [{i}] {a} vs {b} (step {d})"
                 );
             }

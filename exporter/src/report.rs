@@ -123,14 +123,15 @@ pub struct Report {
 
 /// Picks the plan for `target`: the default plan if it holds the target, else the default
 /// plan with the most sensitive matrices promoted one at a time until it does.
-/// `f32_loss` is the runtime loss of the f32 file on `set`.
+/// `f32_loss` is the runtime loss of the f32 file on `set`; `tol` the allowed relative
+/// increase ([`tolerance`] in the exporter). Each matrix is promoted at most once.
 pub fn choose_plan(
     master: &Master,
     target: Encoding,
     set: &EvalSet,
     f32_loss: f64,
+    tol: f64,
 ) -> Result<(Plan, Report)> {
-    let tol = tolerance(target);
     let base = master.default_plan(target);
     let loss_of = |plan: &Plan, set: &EvalSet| -> Result<f64> {
         runtime_loss(

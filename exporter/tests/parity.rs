@@ -18,6 +18,10 @@ fn dataset() -> Dataset {
 
 /// Trains `h` for its few steps in a temp dir and returns (model, f32 master).
 fn trained(data: &Dataset, h: Hyper, tag: &str) -> (folio_exporter::model::Gpt, Master) {
+    // torch's RNG is global: tests in this binary run on parallel threads, so training
+    // (initialisation draws) is serialised to keep every model the same from run to run.
+    static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = TORCH.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(1);
     let dir = std::env::temp_dir().join(format!("folio-parity-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -152,4 +156,66 @@ fn runtime_matches_tch_tied() {
 #[test]
 fn runtime_matches_tch_untied() {
     check(false);
+}
+
+#[test]
+fn a_missed_target_promotes_matrices_into_a_mixed_file() {
+    use folio_exporter::report::{choose_plan, runtime_loss, EvalSet};
+    let data = dataset();
+    // Trained long enough that its weights carry structure 4-bit rounding can hurt.
+    let h = Hyper {
+        max_iters: 300,
+        lr_decay_iters: 300,
+        eval_interval: 300,
+        ..tiny(true)
+    };
+    let (_, master) = trained(&data, h, "mixed");
+    let set = EvalSet::new(&data, 32, master.cfg.block_size);
+    let f32_bytes = master
+        .to_bytes(
+            &master.default_plan(Encoding::F32),
+            "f32",
+            &serde_json::Value::Null,
+        )
+        .unwrap();
+    let f32_loss = runtime_loss(&f32_bytes, &set).unwrap();
+    // A target q4_0 cannot meet (half the f32 loss) forces a promotion of every matrix.
+    let (plan, rep) = choose_plan(&master, Encoding::Q4_0, &set, f32_loss, -0.5).unwrap();
+    assert_eq!(rep.dtype, "mixed");
+    assert!(!rep.within_target);
+    let n_q4 = master
+        .default_plan(Encoding::Q4_0)
+        .values()
+        .filter(|&&e| e == Encoding::Q4_0)
+        .count();
+    assert_eq!(rep.promoted.len(), n_q4);
+    assert!(
+        rep.promoted.values().all(|&e| e == Encoding::Q8_0),
+        "{:?}",
+        rep.promoted
+    );
+    assert!(
+        rep.uniform_val_loss > f32_loss,
+        "q4_0 should cost something: {rep:?}"
+    );
+    // The written file scores what the report says.
+    let bytes = master
+        .to_bytes(&plan, &rep.dtype, &serde_json::Value::Null)
+        .unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        st.tensor("wte.weight").unwrap().dtype(),
+        safetensors::Dtype::I8
+    );
+    assert_eq!(runtime_loss(&bytes, &set).unwrap(), rep.val_loss);
+    // A target halfway between q4_0 and f32: promotions stop once it holds.
+    let mid = (rep.uniform_val_loss / f32_loss - 1.0) / 2.0;
+    let (_, half) = choose_plan(&master, Encoding::Q4_0, &set, f32_loss, mid).unwrap();
+    assert!(half.within_target && !half.promoted.is_empty(), "{half:?}");
+    assert!(half.val_loss <= f32_loss * (1.0 + mid) + 1e-12);
+    eprintln!("halfway target: promoted {} of {n_q4}", half.promoted.len());
+    // A reachable target stops at the plain encoding.
+    let (_, easy) = choose_plan(&master, Encoding::Q4_0, &set, f32_loss, 1.0).unwrap();
+    assert_eq!(easy.dtype, "q4_0");
+    assert!(easy.within_target && easy.promoted.is_empty());
 }
