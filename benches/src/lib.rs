@@ -22,7 +22,11 @@ impl DecodeCase {
     /// Build the fixture for `config` with every matrix in `encoding` (seed 1).
     pub fn new(config: Config, encoding: Encoding) -> Self {
         let bytes = FixtureSpec::new(config, Plan::All(encoding), 1).to_bytes();
-        DecodeCase { config, encoding, file: AlignedBytes::new(&bytes) }
+        DecodeCase {
+            config,
+            encoding,
+            file: AlignedBytes::new(&bytes),
+        }
     }
 
     /// `"128/384/6/4"`: block/embd/heads/layers.
@@ -34,5 +38,9 @@ impl DecodeCase {
 
 /// The lab shapes x the four encodings, in that order.
 pub fn decode_cases() -> impl Iterator<Item = DecodeCase> {
-    Config::LAB.into_iter().flat_map(|c| Encoding::ALL.into_iter().map(move |e| DecodeCase::new(c, e)))
+    Config::LAB.into_iter().flat_map(|c| {
+        Encoding::ALL
+            .into_iter()
+            .map(move |e| DecodeCase::new(c, e))
+    })
 }

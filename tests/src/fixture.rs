@@ -24,7 +24,8 @@ pub const SHAKESPEARE_VOCAB: &str =
 
 /// Character order used for vocabularies shorter than 65: deliberately not sorted, so a
 /// tokenizer that assumed sorted ids would fail.
-const SHORT_VOCAB_ORDER: &str = " etaoinshrdlu\ncmfwypvbgkjqxz.,;:!?'-&$3ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const SHORT_VOCAB_ORDER: &str =
+    " etaoinshrdlu\ncmfwypvbgkjqxz.,;:!?'-&$3ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 /// The vocabulary of a fixture with `n` tokens (`n <= 65`): the full Tiny Shakespeare set
 /// for 65, else the first `n` characters of an unsorted frequency order.
@@ -59,7 +60,15 @@ pub struct Config {
 impl Config {
     /// A vocab-65, tied-head config with `block/embd/heads/layers`.
     pub const fn new(block_size: usize, n_embd: usize, n_head: usize, n_layer: usize) -> Self {
-        Config { vocab_size: 65, block_size, n_embd, n_head, n_layer, layer_norm_eps: 1e-5, tied_embeddings: true }
+        Config {
+            vocab_size: 65,
+            block_size,
+            n_embd,
+            n_head,
+            n_layer,
+            layer_norm_eps: 1e-5,
+            tied_embeddings: true,
+        }
     }
 
     /// The same config with another vocabulary size.
@@ -82,7 +91,11 @@ impl Config {
 
     /// The lab's three model shapes (block/embd/heads/layers, vocab 65):
     /// 4/64/4/3, 128/384/6/4, 256/384/6/4.
-    pub const LAB: [Config; 3] = [Config::new(4, 64, 4, 3), Config::new(128, 384, 6, 4), Config::new(256, 384, 6, 4)];
+    pub const LAB: [Config; 3] = [
+        Config::new(4, 64, 4, 3),
+        Config::new(128, 384, 6, 4),
+        Config::new(256, 384, 6, 4),
+    ];
 
     /// Small shapes that run the whole context window quickly: short vocabularies, one
     /// and two layers, head sizes 8 and 16, tied and untied, a non-default epsilon.
@@ -125,7 +138,11 @@ impl Config {
             self.n_head,
             self.n_layer,
             self.vocab_size,
-            if self.tied_embeddings { "tied" } else { "untied" }
+            if self.tied_embeddings {
+                "tied"
+            } else {
+                "untied"
+            }
         )
     }
 }
@@ -175,8 +192,13 @@ pub enum Plan {
 
 impl Plan {
     /// The plans a parity suite covers: the four uniform encodings and mixed.
-    pub const ALL: [Plan; 5] =
-        [Plan::All(Encoding::F32), Plan::All(Encoding::F16), Plan::All(Encoding::Q8_0), Plan::All(Encoding::Q4_0), Plan::Mixed];
+    pub const ALL: [Plan; 5] = [
+        Plan::All(Encoding::F32),
+        Plan::All(Encoding::F16),
+        Plan::All(Encoding::Q8_0),
+        Plan::All(Encoding::Q4_0),
+        Plan::Mixed,
+    ];
 
     /// `folio.dtype`.
     pub fn label(self) -> &'static str {
@@ -227,7 +249,13 @@ impl FixtureSpec {
             Plan::All(_) => Vectors::F16,
             Plan::Mixed => Vectors::Alternate,
         };
-        FixtureSpec { config, plan, vectors, seed, weight_std: 0.02 }
+        FixtureSpec {
+            config,
+            plan,
+            vectors,
+            seed,
+            weight_std: 0.02,
+        }
     }
 
     /// The same spec with another matrix standard deviation.
@@ -311,7 +339,9 @@ fn f32_bytes(x: &[f32]) -> Vec<u8> {
 }
 
 fn f16_bytes(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
+    x.iter()
+        .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+        .collect()
 }
 
 impl Fixture {
@@ -324,8 +354,14 @@ impl Fixture {
         let mut n_vector = 0usize;
         let (emb, ff) = (c.n_embd, 4 * c.n_embd);
 
-        let mut matrix = |tensors: &mut Vec<StoredTensor>, rng: &mut Rng, name: String, rows: usize, cols: usize| {
-            let values: Vec<f32> = (0..rows * cols).map(|_| rng.normal() * spec.weight_std).collect();
+        let mut matrix = |tensors: &mut Vec<StoredTensor>,
+                          rng: &mut Rng,
+                          name: String,
+                          rows: usize,
+                          cols: usize| {
+            let values: Vec<f32> = (0..rows * cols)
+                .map(|_| rng.normal() * spec.weight_std)
+                .collect();
             let enc = match spec.plan {
                 Plan::All(e) => e,
                 Plan::Mixed => {
@@ -338,7 +374,10 @@ impl Fixture {
                 }
             };
             n_matrix += 1;
-            assert!(!enc.quantised() || cols % QK == 0, "{name}: {cols} columns cannot be quantised");
+            assert!(
+                !enc.quantised() || cols % QK == 0,
+                "{name}: {cols} columns cannot be quantised"
+            );
             push_matrix(tensors, &name, enc, rows, cols, &values);
         };
         let mut vector = |tensors: &mut Vec<StoredTensor>, name: String, values: Vec<f32>| {
@@ -348,33 +387,86 @@ impl Fixture {
                 Vectors::Alternate => n_vector % 2 == 1,
             };
             n_vector += 1;
-            let (dtype, data) = if f16 { (Dtype::F16, f16_bytes(&values)) } else { (Dtype::F32, f32_bytes(&values)) };
-            tensors.push(StoredTensor { name, dtype, shape: vec![values.len()], data });
+            let (dtype, data) = if f16 {
+                (Dtype::F16, f16_bytes(&values))
+            } else {
+                (Dtype::F32, f32_bytes(&values))
+            };
+            tensors.push(StoredTensor {
+                name,
+                dtype,
+                shape: vec![values.len()],
+                data,
+            });
         };
-        let ln_w = |rng: &mut Rng, n: usize| (0..n).map(|_| 1.0 + rng.uniform(-0.1, 0.1)).collect::<Vec<f32>>();
-        let bias = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.uniform(-0.02, 0.02)).collect::<Vec<f32>>();
+        let ln_w = |rng: &mut Rng, n: usize| {
+            (0..n)
+                .map(|_| 1.0 + rng.uniform(-0.1, 0.1))
+                .collect::<Vec<f32>>()
+        };
+        let bias = |rng: &mut Rng, n: usize| {
+            (0..n)
+                .map(|_| rng.uniform(-0.02, 0.02))
+                .collect::<Vec<f32>>()
+        };
 
-        matrix(&mut tensors, &mut rng, "wte.weight".into(), c.vocab_size, emb);
-        matrix(&mut tensors, &mut rng, "wpe.weight".into(), c.block_size, emb);
+        matrix(
+            &mut tensors,
+            &mut rng,
+            "wte.weight".into(),
+            c.vocab_size,
+            emb,
+        );
+        matrix(
+            &mut tensors,
+            &mut rng,
+            "wpe.weight".into(),
+            c.block_size,
+            emb,
+        );
         for i in 0..c.n_layer {
             let w = ln_w(&mut rng, emb);
             vector(&mut tensors, format!("h.{i}.ln_1.weight"), w);
             let b = bias(&mut rng, emb);
             vector(&mut tensors, format!("h.{i}.ln_1.bias"), b);
-            matrix(&mut tensors, &mut rng, format!("h.{i}.attn.c_attn.weight"), 3 * emb, emb);
+            matrix(
+                &mut tensors,
+                &mut rng,
+                format!("h.{i}.attn.c_attn.weight"),
+                3 * emb,
+                emb,
+            );
             let b = bias(&mut rng, 3 * emb);
             vector(&mut tensors, format!("h.{i}.attn.c_attn.bias"), b);
-            matrix(&mut tensors, &mut rng, format!("h.{i}.attn.c_proj.weight"), emb, emb);
+            matrix(
+                &mut tensors,
+                &mut rng,
+                format!("h.{i}.attn.c_proj.weight"),
+                emb,
+                emb,
+            );
             let b = bias(&mut rng, emb);
             vector(&mut tensors, format!("h.{i}.attn.c_proj.bias"), b);
             let w = ln_w(&mut rng, emb);
             vector(&mut tensors, format!("h.{i}.ln_2.weight"), w);
             let b = bias(&mut rng, emb);
             vector(&mut tensors, format!("h.{i}.ln_2.bias"), b);
-            matrix(&mut tensors, &mut rng, format!("h.{i}.mlp.c_fc.weight"), ff, emb);
+            matrix(
+                &mut tensors,
+                &mut rng,
+                format!("h.{i}.mlp.c_fc.weight"),
+                ff,
+                emb,
+            );
             let b = bias(&mut rng, ff);
             vector(&mut tensors, format!("h.{i}.mlp.c_fc.bias"), b);
-            matrix(&mut tensors, &mut rng, format!("h.{i}.mlp.c_proj.weight"), emb, ff);
+            matrix(
+                &mut tensors,
+                &mut rng,
+                format!("h.{i}.mlp.c_proj.weight"),
+                emb,
+                ff,
+            );
             let b = bias(&mut rng, emb);
             vector(&mut tensors, format!("h.{i}.mlp.c_proj.bias"), b);
         }
@@ -383,16 +475,32 @@ impl Fixture {
         let b = bias(&mut rng, emb);
         vector(&mut tensors, "ln_f.bias".into(), b);
         if !c.tied_embeddings {
-            matrix(&mut tensors, &mut rng, "lm_head.weight".into(), c.vocab_size, emb);
+            matrix(
+                &mut tensors,
+                &mut rng,
+                "lm_head.weight".into(),
+                c.vocab_size,
+                emb,
+            );
         }
 
-        let vocab: Vec<String> = vocab_for(c.vocab_size).into_iter().map(String::from).collect();
+        let vocab: Vec<String> = vocab_for(c.vocab_size)
+            .into_iter()
+            .map(String::from)
+            .collect();
         let mut metadata = BTreeMap::new();
         metadata.insert("folio.format".to_string(), "1".to_string());
         metadata.insert("folio.config".to_string(), c.to_json());
-        metadata.insert("folio.vocab".to_string(), serde_json::to_string(&vocab).expect("vocab json"));
+        metadata.insert(
+            "folio.vocab".to_string(),
+            serde_json::to_string(&vocab).expect("vocab json"),
+        );
         metadata.insert("folio.dtype".to_string(), spec.plan.label().to_string());
-        Fixture { spec, tensors, metadata }
+        Fixture {
+            spec,
+            tensors,
+            metadata,
+        }
     }
 
     /// The vocabulary, in token-id order.
@@ -409,7 +517,11 @@ impl Fixture {
     /// header padded with spaces to a multiple of 8).
     pub fn to_safetensors(&self) -> Vec<u8> {
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        safetensors::serialize(self.tensors.iter().map(|t| (t.name.as_str(), t)), Some(meta)).expect("safetensors serialize")
+        safetensors::serialize(
+            self.tensors.iter().map(|t| (t.name.as_str(), t)),
+            Some(meta),
+        )
+        .expect("safetensors serialize")
     }
 
     /// Write [`Fixture::to_safetensors`] to `path`.
@@ -419,7 +531,14 @@ impl Fixture {
 }
 
 /// Encode one row-major `[rows, cols]` matrix as `enc` and append its tensor(s).
-pub fn push_matrix(tensors: &mut Vec<StoredTensor>, name: &str, enc: Encoding, rows: usize, cols: usize, values: &[f32]) {
+pub fn push_matrix(
+    tensors: &mut Vec<StoredTensor>,
+    name: &str,
+    enc: Encoding,
+    rows: usize,
+    cols: usize,
+    values: &[f32],
+) {
     assert_eq!(values.len(), rows * cols);
     let scale_tensor = |scales: &[f16]| StoredTensor {
         name: format!("{name}_scale"),
@@ -443,7 +562,11 @@ pub fn push_matrix(tensors: &mut Vec<StoredTensor>, name: &str, enc: Encoding, r
         Encoding::Q8_0 => {
             let mut q = vec![0i8; rows * cols];
             let mut s = vec![f16::ZERO; rows * cols / QK];
-            for ((qr, sr), xr) in q.chunks_exact_mut(cols).zip(s.chunks_exact_mut(cols / QK)).zip(values.chunks_exact(cols)) {
+            for ((qr, sr), xr) in q
+                .chunks_exact_mut(cols)
+                .zip(s.chunks_exact_mut(cols / QK))
+                .zip(values.chunks_exact(cols))
+            {
                 quantize_row_q8(qr, sr, xr);
             }
             tensors.push(StoredTensor {
@@ -457,10 +580,19 @@ pub fn push_matrix(tensors: &mut Vec<StoredTensor>, name: &str, enc: Encoding, r
         Encoding::Q4_0 => {
             let mut q = vec![0u8; rows * cols / 2];
             let mut s = vec![f16::ZERO; rows * cols / QK];
-            for ((qr, sr), xr) in q.chunks_exact_mut(cols / 2).zip(s.chunks_exact_mut(cols / QK)).zip(values.chunks_exact(cols)) {
+            for ((qr, sr), xr) in q
+                .chunks_exact_mut(cols / 2)
+                .zip(s.chunks_exact_mut(cols / QK))
+                .zip(values.chunks_exact(cols))
+            {
                 quantize_row_q4(qr, sr, xr);
             }
-            tensors.push(StoredTensor { name: name.into(), dtype: Dtype::U8, shape: vec![rows, cols / 2], data: q });
+            tensors.push(StoredTensor {
+                name: name.into(),
+                dtype: Dtype::U8,
+                shape: vec![rows, cols / 2],
+                data: q,
+            });
             tensors.push(scale_tensor(&s));
         }
     }

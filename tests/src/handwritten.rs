@@ -51,7 +51,14 @@ pub struct Layout {
 impl Layout {
     /// A layout that differs from the safetensors crate's in every respect listed above.
     pub fn scrambled(seed: u64) -> Self {
-        Layout { order_seed: seed, key_seed: seed ^ 0xA5A5, fillers: true, extra_tensors: true, escapes: Escapes::Values, data_start_mod8: 0 }
+        Layout {
+            order_seed: seed,
+            key_seed: seed ^ 0xA5A5,
+            fillers: true,
+            extra_tensors: true,
+            escapes: Escapes::Values,
+            data_start_mod8: 0,
+        }
     }
 
     /// Several layouts, one per variation, for tests that loop over them.
@@ -59,9 +66,31 @@ impl Layout {
         let base = Layout::scrambled(7);
         vec![
             ("scrambled", base),
-            ("no fillers, vocab escapes only", Layout { fillers: false, extra_tensors: false, escapes: Escapes::VocabOnly, ..base }),
-            ("escapes everywhere", Layout { escapes: Escapes::Everything, order_seed: 11, ..base }),
-            ("data at 4 mod 8", Layout { data_start_mod8: 4, order_seed: 13, ..base }),
+            (
+                "no fillers, vocab escapes only",
+                Layout {
+                    fillers: false,
+                    extra_tensors: false,
+                    escapes: Escapes::VocabOnly,
+                    ..base
+                },
+            ),
+            (
+                "escapes everywhere",
+                Layout {
+                    escapes: Escapes::Everything,
+                    order_seed: 11,
+                    ..base
+                },
+            ),
+            (
+                "data at 4 mod 8",
+                Layout {
+                    data_start_mod8: 4,
+                    order_seed: 13,
+                    ..base
+                },
+            ),
         ]
     }
 }
@@ -92,7 +121,9 @@ pub fn json_string(s: &str, escape_letters: bool) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if escape_letters && c.is_ascii_alphabetic() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c if escape_letters && c.is_ascii_alphabetic() => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -126,7 +157,11 @@ fn config_json(f: &Fixture, rng: &mut Rng) -> String {
 
 /// `folio.vocab` by hand: every character as a `\uXXXX` escape.
 fn vocab_json(f: &Fixture) -> String {
-    let items: Vec<String> = f.vocab().iter().map(|&c| format!("\"\\u{:04x}\"", c as u32)).collect();
+    let items: Vec<String> = f
+        .vocab()
+        .iter()
+        .map(|&c| format!("\"\\u{:04x}\"", c as u32))
+        .collect();
     format!("[{}]", items.join(","))
 }
 
@@ -141,9 +176,17 @@ pub fn write(f: &Fixture, layout: &Layout) -> Vec<u8> {
             name: "extra.unused".into(),
             dtype: Dtype::F32,
             shape: vec![3],
-            data: [1.5f32, -2.0, 7.0].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data: [1.5f32, -2.0, 7.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
         });
-        items.push(StoredTensor { name: "aa.notes".into(), dtype: Dtype::U8, shape: vec![5], data: b"hello".to_vec() });
+        items.push(StoredTensor {
+            name: "aa.notes".into(),
+            dtype: Dtype::U8,
+            shape: vec![5],
+            data: b"hello".to_vec(),
+        });
     }
     shuffle(&mut items, &mut order_rng);
     if !layout.fillers {
@@ -156,20 +199,35 @@ pub fn write(f: &Fixture, layout: &Layout) -> Vec<u8> {
     let mut placed: Vec<(StoredTensor, usize, usize)> = Vec::new();
     let mut data: Vec<u8> = Vec::new();
     let mut n_fill = 0;
-    let place = |t: StoredTensor, data: &mut Vec<u8>, placed: &mut Vec<(StoredTensor, usize, usize)>| {
-        let begin = data.len();
-        data.extend_from_slice(&t.data);
-        placed.push((t, begin, data.len()));
-    };
+    let place =
+        |t: StoredTensor, data: &mut Vec<u8>, placed: &mut Vec<(StoredTensor, usize, usize)>| {
+            let begin = data.len();
+            data.extend_from_slice(&t.data);
+            placed.push((t, begin, data.len()));
+        };
     if layout.fillers {
-        place(StoredTensor { name: "pad.lead".into(), dtype: Dtype::U8, shape: vec![2], data: vec![0xAB, 0xCD] }, &mut data, &mut placed);
+        place(
+            StoredTensor {
+                name: "pad.lead".into(),
+                dtype: Dtype::U8,
+                shape: vec![2],
+                data: vec![0xAB, 0xCD],
+            },
+            &mut data,
+            &mut placed,
+        );
     }
     for t in items {
         let a = align_of(t.dtype);
         let gap = (a - data.len() % a) % a;
         if gap > 0 {
             assert!(layout.fillers, "layout needs fillers for alignment");
-            let filler = StoredTensor { name: format!("pad.{n_fill}"), dtype: Dtype::U8, shape: vec![gap], data: vec![0xEE; gap] };
+            let filler = StoredTensor {
+                name: format!("pad.{n_fill}"),
+                dtype: Dtype::U8,
+                shape: vec![gap],
+                data: vec![0xEE; gap],
+            };
             n_fill += 1;
             place(filler, &mut data, &mut placed);
         }
@@ -190,11 +248,19 @@ pub fn write(f: &Fixture, layout: &Layout) -> Vec<u8> {
                 format!("\"data_offsets\":[{},{}]", b, e),
             ];
             fields.rotate_left(i % 3);
-            format!("{} :\n    {{ {} }}", json_string(&t.name, esc_names), fields.join(", "))
+            format!(
+                "{} :\n    {{ {} }}",
+                json_string(&t.name, esc_names),
+                fields.join(", ")
+            )
         })
         .collect();
     let mut rng_meta = Rng::new(layout.key_seed ^ 1);
-    let mut meta: Vec<(String, String)> = f.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut meta: Vec<(String, String)> = f
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in meta.iter_mut() {
         match k.as_str() {
             "folio.config" => *v = config_json(f, &mut rng_meta),
@@ -203,9 +269,21 @@ pub fn write(f: &Fixture, layout: &Layout) -> Vec<u8> {
         }
     }
     shuffle(&mut meta, &mut key_rng);
-    let meta_items: Vec<String> =
-        meta.iter().map(|(k, v)| format!("{}: {}", json_string(k, esc_names), json_string(v, esc_values))).collect();
-    entries.push(format!("{}:{{\n    {}\n  }}", json_string("__metadata__", esc_names), meta_items.join(",\n    ")));
+    let meta_items: Vec<String> = meta
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}: {}",
+                json_string(k, esc_names),
+                json_string(v, esc_values)
+            )
+        })
+        .collect();
+    entries.push(format!(
+        "{}:{{\n    {}\n  }}",
+        json_string("__metadata__", esc_names),
+        meta_items.join(",\n    ")
+    ));
     shuffle(&mut entries, &mut key_rng);
 
     let mut header = format!("\n  {{\n  {}\n}}", entries.join(" ,\n  ")).into_bytes();

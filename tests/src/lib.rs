@@ -36,7 +36,11 @@ impl AlignedBytes {
         let mut words = vec![0u64; (bytes.len() + offset).div_ceil(8)];
         let view: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
         view[offset..offset + bytes.len()].copy_from_slice(bytes);
-        AlignedBytes { words, offset, len: bytes.len() }
+        AlignedBytes {
+            words,
+            offset,
+            len: bytes.len(),
+        }
     }
 
     /// The stored bytes.
@@ -50,7 +54,10 @@ impl AlignedBytes {
 pub fn rel_diff(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
     diff / scale
 }
 
@@ -60,7 +67,11 @@ pub fn runtime_logits(file: &[u8], tokens: &[u32]) -> Result<Vec<Vec<f32>>, foli
     let model = folio_runtime::Model::from_bytes(file)?;
     let mut mem = vec![0u8; model.session_bytes()];
     let mut session = model.session(&mut mem)?;
-    tokens.iter().enumerate().map(|(pos, &t)| session.forward(t, pos).map(<[f32]>::to_vec)).collect()
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(pos, &t)| session.forward(t, pos).map(<[f32]>::to_vec))
+        .collect()
 }
 
 /// A seeded pseudo-random token sequence of length `n` over `vocab_size` tokens.
@@ -72,7 +83,10 @@ pub fn token_sequence(n: usize, vocab_size: usize, seed: u64) -> Vec<u32> {
 /// How many positions the parity suites run on the big lab shapes: `FOLIO_PARITY_POSITIONS`
 /// if set, else 64 on x86-64 and 12 elsewhere (aarch64 runs under qemu-user).
 pub fn big_shape_positions() -> usize {
-    if let Some(n) = std::env::var("FOLIO_PARITY_POSITIONS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("FOLIO_PARITY_POSITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return n;
     }
     if cfg!(target_arch = "x86_64") {

@@ -98,11 +98,15 @@ pub struct Reference {
 }
 
 fn f16_values(data: &[u8]) -> Vec<f64> {
-    data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f64()).collect()
+    data.chunks_exact(2)
+        .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f64())
+        .collect()
 }
 
 fn f32_values(data: &[u8]) -> Vec<f64> {
-    data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect()
+    data.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+        .collect()
 }
 
 fn vector(st: &SafeTensors, name: &str, len: usize) -> Result<Vec<f64>, String> {
@@ -131,7 +135,10 @@ fn matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<Mat,
     let w = match t.dtype() {
         Dtype::F32 | Dtype::F16 => {
             if t.shape() != [rows, cols] {
-                return Err(format!("{name}: shape {:?}, want [{rows}, {cols}]", t.shape()));
+                return Err(format!(
+                    "{name}: shape {:?}, want [{rows}, {cols}]",
+                    t.shape()
+                ));
             }
             if t.dtype() == Dtype::F32 {
                 f32_values(t.data())
@@ -179,7 +186,11 @@ fn layernorm(x: &[f64], (w, b): &(Vec<f64>, Vec<f64>), eps: f64) -> Vec<f64> {
     let mean = x.iter().sum::<f64>() / n;
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     let inv = 1.0 / (var + eps).sqrt();
-    x.iter().zip(w).zip(b).map(|((v, w), b)| (v - mean) * inv * w + b).collect()
+    x.iter()
+        .zip(w)
+        .zip(b)
+        .map(|((v, w), b)| (v - mean) * inv * w + b)
+        .collect()
 }
 
 fn gelu_tanh(x: f64) -> f64 {
@@ -198,27 +209,47 @@ impl Reference {
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
         let meta = meta.metadata().clone().ok_or("no __metadata__")?;
         let cfg: serde_json::Value =
-            serde_json::from_str(meta.get("folio.config").ok_or("no folio.config")?).map_err(|e| e.to_string())?;
-        let int = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or(format!("config {k}"));
+            serde_json::from_str(meta.get("folio.config").ok_or("no folio.config")?)
+                .map_err(|e| e.to_string())?;
+        let int = |k: &str| {
+            cfg[k]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or(format!("config {k}"))
+        };
         let config = RefConfig {
             vocab_size: int("vocab_size")?,
             block_size: int("block_size")?,
             n_embd: int("n_embd")?,
             n_head: int("n_head")?,
             n_layer: int("n_layer")?,
-            eps: cfg["layer_norm_eps"].as_f64().ok_or("config layer_norm_eps")?,
-            tied_embeddings: cfg["tied_embeddings"].as_bool().ok_or("config tied_embeddings")?,
+            eps: cfg["layer_norm_eps"]
+                .as_f64()
+                .ok_or("config layer_norm_eps")?,
+            tied_embeddings: cfg["tied_embeddings"]
+                .as_bool()
+                .ok_or("config tied_embeddings")?,
         };
         let vocab: Vec<String> =
-            serde_json::from_str(meta.get("folio.vocab").ok_or("no folio.vocab")?).map_err(|e| e.to_string())?;
-        let vocab: Vec<char> = vocab.iter().map(|s| s.chars().next().unwrap_or('\0')).collect();
+            serde_json::from_str(meta.get("folio.vocab").ok_or("no folio.vocab")?)
+                .map_err(|e| e.to_string())?;
+        let vocab: Vec<char> = vocab
+            .iter()
+            .map(|s| s.chars().next().unwrap_or('\0'))
+            .collect();
         let c = config.n_embd;
         let (v, t) = (config.vocab_size, config.block_size);
         let lin = |name: &str, rows, cols| -> Result<(Mat, Vec<f64>), String> {
-            Ok((matrix(&st, &format!("{name}.weight"), rows, cols)?, vector(&st, &format!("{name}.bias"), rows)?))
+            Ok((
+                matrix(&st, &format!("{name}.weight"), rows, cols)?,
+                vector(&st, &format!("{name}.bias"), rows)?,
+            ))
         };
         let ln = |name: &str| -> Result<(Vec<f64>, Vec<f64>), String> {
-            Ok((vector(&st, &format!("{name}.weight"), c)?, vector(&st, &format!("{name}.bias"), c)?))
+            Ok((
+                vector(&st, &format!("{name}.weight"), c)?,
+                vector(&st, &format!("{name}.bias"), c)?,
+            ))
         };
         let mut layers = Vec::new();
         for i in 0..config.n_layer {
@@ -238,14 +269,23 @@ impl Reference {
             wpe: matrix(&st, "wpe.weight", t, c)?,
             layers,
             ln_f: ln("ln_f")?,
-            head: if config.tied_embeddings { None } else { Some(matrix(&st, "lm_head.weight", v, c)?) },
+            head: if config.tied_embeddings {
+                None
+            } else {
+                Some(matrix(&st, "lm_head.weight", v, c)?)
+            },
         })
     }
 
     /// Token ids of `text` (panics on a character outside the vocabulary).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         text.chars()
-            .map(|ch| self.vocab.iter().position(|&v| v == ch).unwrap_or_else(|| panic!("{ch:?} not in vocab")) as u32)
+            .map(|ch| {
+                self.vocab
+                    .iter()
+                    .position(|&v| v == ch)
+                    .unwrap_or_else(|| panic!("{ch:?} not in vocab")) as u32
+            })
             .collect()
     }
 
@@ -253,7 +293,10 @@ impl Reference {
     /// `0..tokens.len()`): `(tokens.len(), vocab_size)`.
     pub fn logits(&self, tokens: &[u32], opts: Options) -> Vec<Vec<f64>> {
         let cfg = self.config;
-        assert!(tokens.len() <= cfg.block_size, "reference: sequence longer than block_size");
+        assert!(
+            tokens.len() <= cfg.block_size,
+            "reference: sequence longer than block_size"
+        );
         let (c, h) = (cfg.n_embd, cfg.n_head);
         let hs = c / h;
         let n = tokens.len();
@@ -261,13 +304,25 @@ impl Reference {
         let mut x: Vec<Vec<f64>> = tokens
             .iter()
             .enumerate()
-            .map(|(p, &tok)| self.wte.row(tok as usize).iter().zip(self.wpe.row(p)).map(|(a, b)| a + b).collect())
+            .map(|(p, &tok)| {
+                self.wte
+                    .row(tok as usize)
+                    .iter()
+                    .zip(self.wpe.row(p))
+                    .map(|(a, b)| a + b)
+                    .collect()
+            })
             .collect();
         for layer in &self.layers {
             // (n, 3C) q, k, v of every position
             let mut qkv: Vec<Vec<f64>> = x
                 .iter()
-                .map(|xp| layer.c_attn.0.apply(&layernorm(xp, &layer.ln1, cfg.eps), Some(&layer.c_attn.1)))
+                .map(|xp| {
+                    layer
+                        .c_attn
+                        .0
+                        .apply(&layernorm(xp, &layer.ln1, cfg.eps), Some(&layer.c_attn.1))
+                })
                 .collect();
             if opts.kv_f16 {
                 for row in qkv.iter_mut() {
@@ -304,7 +359,13 @@ impl Reference {
             }
             for xp in x.iter_mut() {
                 let m = layernorm(xp, &layer.ln2, cfg.eps);
-                let hid: Vec<f64> = layer.c_fc.0.apply(&m, Some(&layer.c_fc.1)).into_iter().map(gelu_tanh).collect();
+                let hid: Vec<f64> = layer
+                    .c_fc
+                    .0
+                    .apply(&m, Some(&layer.c_fc.1))
+                    .into_iter()
+                    .map(gelu_tanh)
+                    .collect();
                 let out = layer.mlp_proj.0.apply(&hid, Some(&layer.mlp_proj.1));
                 for (xv, ov) in xp.iter_mut().zip(&out) {
                     *xv += ov;
@@ -312,7 +373,9 @@ impl Reference {
             }
         }
         let head = self.head.as_ref().unwrap_or(&self.wte);
-        x.iter().map(|xp| head.apply(&layernorm(xp, &self.ln_f, cfg.eps), None)).collect()
+        x.iter()
+            .map(|xp| head.apply(&layernorm(xp, &self.ln_f, cfg.eps), None))
+            .collect()
     }
 }
 

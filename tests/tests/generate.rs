@@ -38,7 +38,11 @@ fn greedy_vs_reference(spec: FixtureSpec, mode: ContextMode, prompt: &str, n: us
     let model = Model::from_bytes(a.bytes()).expect("load");
     let mut mem = vec![0u8; model.session_bytes()];
     let session = model.session(&mut mem).expect("session");
-    let mut g = Generator::with_mode(session, Sampler::new(SamplerConfig::greedy()).expect("sampler"), mode);
+    let mut g = Generator::with_mode(
+        session,
+        Sampler::new(SamplerConfig::greedy()).expect("sampler"),
+        mode,
+    );
     let block = spec.config.block_size;
     let prompt = reference.encode(prompt);
     let mut window = Vec::new();
@@ -46,18 +50,32 @@ fn greedy_vs_reference(spec: FixtureSpec, mode: ContextMode, prompt: &str, n: us
         advance(&mut window, t, block, mode);
     }
     g.prompt(&prompt).expect("prompt");
-    let tie = 1e-4;
+    // Twice the worst per-logit parity error seen (4.6e-4 relative, aarch64), rounded up.
+    let tie = 1e-3;
     let mut judged = 0;
     for step in 0..n {
         let got = g.next().expect("next");
-        assert_eq!(g.window(), &window[..], "step {step}: window differs from the documented {mode:?} policy");
+        assert_eq!(
+            g.window(),
+            &window[..],
+            "step {step}: window differs from the documented {mode:?} policy"
+        );
         let logits = reference.logits(&window, Options::FORMAT);
         let last = logits.last().expect("non-empty");
         let best = argmax(last);
         let scale = last.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let second = last.iter().enumerate().filter(|&(i, _)| i != best).fold(f64::NEG_INFINITY, |m, (_, &v)| m.max(v));
+        let second = last
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != best)
+            .fold(f64::NEG_INFINITY, |m, (_, &v)| m.max(v));
         if (last[best] - second) / scale > tie {
-            assert_eq!(got as usize, best, "{} {mode:?} step {step}: runtime picked {got}, reference argmax {best}", spec.config.label());
+            assert_eq!(
+                got as usize,
+                best,
+                "{} {mode:?} step {step}: runtime picked {got}, reference argmax {best}",
+                spec.config.label()
+            );
             judged += 1;
         }
         advance(&mut window, got, block, mode);
@@ -72,7 +90,11 @@ fn greedy_exact_mode_matches_reference_first_block_and_beyond() {
         // 4 prompt tokens + 12 fill the first block (16); 12 more run past it.
         let n = 24;
         let judged = greedy_vs_reference(spec, ContextMode::Exact, "the ", n);
-        assert!(judged * 10 >= n * 9, "{}: only {judged}/{n} steps were decisive", plan.label());
+        assert!(
+            judged * 10 >= n * 9,
+            "{}: only {judged}/{n} steps were decisive",
+            plan.label()
+        );
     }
 }
 
@@ -83,7 +105,11 @@ fn greedy_shift_mode_matches_reference_past_the_window() {
         // block 12: 40 steps shift the window several times.
         let n = 40;
         let judged = greedy_vs_reference(spec, ContextMode::Shift, "ROMEO:", n);
-        assert!(judged * 10 >= n * 9, "{}: only {judged}/{n} steps were decisive", plan.label());
+        assert!(
+            judged * 10 >= n * 9,
+            "{}: only {judged}/{n} steps were decisive",
+            plan.label()
+        );
     }
 }
 
@@ -103,30 +129,56 @@ fn sample_run(bytes: &[u8], cfg: SamplerConfig, mode: ContextMode, n: usize) -> 
     let session = model.session(&mut mem).expect("session");
     let mut g = Generator::with_mode(session, Sampler::new(cfg).expect("sampler"), mode);
     let mut prompt = [0u32; 8];
-    let np = model.tokenizer().encode("to the", &mut prompt).expect("encode");
+    let np = model
+        .tokenizer()
+        .encode("to the", &mut prompt)
+        .expect("encode");
     g.prompt(&prompt[..np]).expect("prompt");
     (0..n).map(|_| g.next().expect("next")).collect()
 }
 
 #[test]
 fn seeded_sampling_is_deterministic_and_seed_dependent() {
-    let a = AlignedBytes::new(&FixtureSpec::new(Config::TINY[1], Plan::Mixed, 8).std(0.1).to_bytes());
-    let cfg = |seed| SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, seed };
-    for mode in [ContextMode::Shift, ContextMode::Exact] {
-        let s1 = sample_run(a.bytes(), cfg(1), mode, 100);
-        assert_eq!(s1, sample_run(a.bytes(), cfg(1), mode, 100), "{mode:?}: same seed, same tokens");
-        let s2 = sample_run(a.bytes(), cfg(2), mode, 100);
-        let s3 = sample_run(a.bytes(), cfg(3), mode, 100);
+    let a = AlignedBytes::new(
+        &FixtureSpec::new(Config::TINY[1], Plan::Mixed, 8)
+            .std(0.1)
+            .to_bytes(),
+    );
+    let cfg = |seed| SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed,
+    };
+    // Exact mode recomputes the window every token: fewer tokens keep it quick.
+    for (mode, n) in [(ContextMode::Shift, 100), (ContextMode::Exact, 40)] {
+        let s1 = sample_run(a.bytes(), cfg(1), mode, n);
+        assert_eq!(
+            s1,
+            sample_run(a.bytes(), cfg(1), mode, n),
+            "{mode:?}: same seed, same tokens"
+        );
+        let s2 = sample_run(a.bytes(), cfg(2), mode, n);
+        let s3 = sample_run(a.bytes(), cfg(3), mode, n);
         assert_ne!(s1, s2, "{mode:?}: seeds 1 and 2");
         assert_ne!(s2, s3, "{mode:?}: seeds 2 and 3");
         // Not degenerate: near-uniform logits over 29 tokens give many distinct tokens.
         let mut distinct = s1.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        assert!(distinct.len() >= 10, "{mode:?}: {} distinct tokens", distinct.len());
+        assert!(
+            distinct.len() >= 10,
+            "{mode:?}: {} distinct tokens",
+            distinct.len()
+        );
     }
     // top_k = 1 is greedy whatever the seed.
-    let k1 = |seed| SamplerConfig { temperature: 1.5, top_k: 1, top_p: 1.0, seed };
+    let k1 = |seed| SamplerConfig {
+        temperature: 1.5,
+        top_k: 1,
+        top_p: 1.0,
+        seed,
+    };
     let greedy = sample_run(a.bytes(), SamplerConfig::greedy(), ContextMode::Shift, 50);
     assert_eq!(sample_run(a.bytes(), k1(5), ContextMode::Shift, 50), greedy);
     assert_eq!(sample_run(a.bytes(), k1(6), ContextMode::Shift, 50), greedy);
@@ -135,8 +187,14 @@ fn seeded_sampling_is_deterministic_and_seed_dependent() {
 #[test]
 fn shift_mode_runs_far_past_the_window() {
     for config in [Config::TINY[0], Config::LAB[0]] {
-        let a = AlignedBytes::new(&FixtureSpec::new(config, Plan::All(Encoding::Q4_0), 9).to_bytes());
-        let cfg = SamplerConfig { temperature: 0.8, top_k: 10, top_p: 0.95, seed: 3 };
+        let a =
+            AlignedBytes::new(&FixtureSpec::new(config, Plan::All(Encoding::Q4_0), 9).to_bytes());
+        let cfg = SamplerConfig {
+            temperature: 0.8,
+            top_k: 10,
+            top_p: 0.95,
+            seed: 3,
+        };
         let tokens = sample_run(a.bytes(), cfg, ContextMode::Shift, 20 * config.block_size);
         assert!(tokens.iter().all(|&t| (t as usize) < config.vocab_size));
     }
@@ -150,7 +208,10 @@ fn frequencies(cfg: SamplerConfig, logits: &[f32], draws: usize) -> Vec<f64> {
     for _ in 0..draws {
         counts[s.sample(logits, &mut probs, &mut idx).expect("sample") as usize] += 1;
     }
-    counts.into_iter().map(|c| c as f64 / draws as f64).collect()
+    counts
+        .into_iter()
+        .map(|c| c as f64 / draws as f64)
+        .collect()
 }
 
 fn softmax(l: &[f64]) -> Vec<f64> {
@@ -163,7 +224,10 @@ fn softmax(l: &[f64]) -> Vec<f64> {
 fn assert_close(got: &[f64], want: &[f64], what: &str) {
     // 40k draws: one standard deviation is at most 0.0025; 0.012 is about 5 sigma.
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() < 0.012, "{what}: token {i}: frequency {g:.4}, expected {w:.4}\n got {got:?}\nwant {want:?}");
+        assert!(
+            (g - w).abs() < 0.012,
+            "{what}: token {i}: frequency {g:.4}, expected {w:.4}\n got {got:?}\nwant {want:?}"
+        );
     }
 }
 
@@ -172,12 +236,25 @@ fn sampler_distributions_are_the_documented_ones() {
     let logits = [0.5f32, 2.0, -1.0, 1.0, 0.0, 1.7];
     let l64: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
     let n = 40_000;
-    let cfg = |temperature, top_k, top_p| SamplerConfig { temperature, top_k, top_p, seed: 99 };
+    let cfg = |temperature, top_k, top_p| SamplerConfig {
+        temperature,
+        top_k,
+        top_p,
+        seed: 99,
+    };
 
     // Plain softmax, and temperature 0.5 (= softmax of 2l).
-    assert_close(&frequencies(cfg(1.0, 0, 1.0), &logits, n), &softmax(&l64), "T=1");
+    assert_close(
+        &frequencies(cfg(1.0, 0, 1.0), &logits, n),
+        &softmax(&l64),
+        "T=1",
+    );
     let l2: Vec<f64> = l64.iter().map(|v| v * 2.0).collect();
-    assert_close(&frequencies(cfg(0.5, 0, 1.0), &logits, n), &softmax(&l2), "T=0.5");
+    assert_close(
+        &frequencies(cfg(0.5, 0, 1.0), &logits, n),
+        &softmax(&l2),
+        "T=0.5",
+    );
 
     // top-k 2: tokens 1 and 5, renormalised.
     let p = softmax(&l64);
@@ -203,7 +280,11 @@ fn sampler_distributions_are_the_documented_ones() {
         for &i in &kept {
             want[i] = p[i] / mass;
         }
-        assert_close(&frequencies(cfg(1.0, 0, top_p), &logits, n), &want, &format!("top_p={top_p}"));
+        assert_close(
+            &frequencies(cfg(1.0, 0, top_p), &logits, n),
+            &want,
+            &format!("top_p={top_p}"),
+        );
     }
 
     // Greedy: always the argmax, first on ties.

@@ -13,13 +13,16 @@ use folio_tests::{big_shape_positions, rel_diff, runtime_logits, token_sequence,
 /// Bound for F32/F16 weights (from the task: 5e-4).
 const FLOAT_BOUND: f64 = 5e-4;
 
-/// Bound for q8_0/q4_0/mixed weights. The reference decodes the same stored codes, so the
-/// only differences are f32-vs-f64 arithmetic and f16 K/V rounding boundaries, as for the
-/// float files: measured on x86-64 (scalar kernels, 2026-12-01) at most 3.1e-6 over all
-/// shapes and seeds of this file (f32/f16: at most 2.9e-6). 1e-3 leaves a wide margin
-/// (also for kernels that reorder sums with SIMD/FMA) while staying far below the 3e-2
-/// ceiling, which would still hide a wrong group scale.
-const QUANT_BOUND: f64 = 1e-3;
+/// Bound for q8_0/q4_0/mixed weights. The reference decodes the same stored codes and the
+/// kernels keep activations in f32, so the differences are f32-vs-f64 arithmetic and K/V
+/// values that land on the other side of an f16 rounding boundary (one f16 ulp, amplified
+/// by peaky attention in the std-0.3 fixtures). Measured (2026-12-01) over every case of
+/// this file with the current kernels: q8_0/q4_0/mixed at most 4.6e-4 on x86-64 and on
+/// aarch64 under qemu (f32/f16: 5.3e-5 on x86-64, 1.9e-4 on aarch64), the worst in
+/// `larger_weights_make_attention_peaky`; before the SIMD kernels, 6.0e-5. 2e-3 leaves a >4x margin over the worst while
+/// staying far below the 3e-2 ceiling, which could hide a wrong group scale. (A q8 kernel
+/// that quantised activations to int8 would need this re-measured.)
+const QUANT_BOUND: f64 = 2e-3;
 
 /// Bound between the runtime's logits on the two writers' files (same tensors, other
 /// layout and alignment): only summation-order effects of alignment could differ.
@@ -34,17 +37,27 @@ fn bound(plan: Plan) -> f64 {
 }
 
 /// One parity run; returns the worst per-position relative error.
-fn check(spec: FixtureSpec, positions: usize, layouts: &[(&str, Layout)], exact_column: bool) -> f64 {
+fn check(
+    spec: FixtureSpec,
+    positions: usize,
+    layouts: &[(&str, Layout)],
+    exact_column: bool,
+) -> f64 {
     let fx = spec.build();
     let file = fx.to_safetensors();
     let reference = Reference::from_bytes(&file).expect("reference loads the fixture");
     let n = positions.min(spec.config.block_size);
     let tokens = token_sequence(n, spec.config.vocab_size, spec.seed ^ 0x55);
     let want = reference.logits(&tokens, Options::FORMAT);
-    let exact = if exact_column { Some(reference.logits(&tokens, Options::EXACT)) } else { None };
+    let exact = if exact_column {
+        Some(reference.logits(&tokens, Options::EXACT))
+    } else {
+        None
+    };
 
     let aligned = AlignedBytes::new(&file);
-    let got = runtime_logits(aligned.bytes(), &tokens).unwrap_or_else(|e| panic!("{}: runtime: {e}", spec.config.label()));
+    let got = runtime_logits(aligned.bytes(), &tokens)
+        .unwrap_or_else(|e| panic!("{}: runtime: {e}", spec.config.label()));
     let bound = bound(spec.plan);
     let mut worst = 0.0f64;
     let mut worst_exact = 0.0f64;
@@ -64,11 +77,16 @@ fn check(spec: FixtureSpec, positions: usize, layouts: &[(&str, Layout)], exact_
     }
     for (label, layout) in layouts {
         let other = AlignedBytes::new(&handwritten::write(&fx, layout));
-        let got2 = runtime_logits(other.bytes(), &tokens).unwrap_or_else(|e| panic!("handwritten ({label}): runtime: {e}"));
+        let got2 = runtime_logits(other.bytes(), &tokens)
+            .unwrap_or_else(|e| panic!("handwritten ({label}): runtime: {e}"));
         for (p, (a, b)) in got2.iter().zip(&got).enumerate() {
             let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
             let d = rel_diff(a, &b64);
-            assert!(d <= WRITER_BOUND, "{}: writer 2 ({label}) differs from writer 1 at position {p}: {d:.3e}", spec.config.label());
+            assert!(
+                d <= WRITER_BOUND,
+                "{}: writer 2 ({label}) differs from writer 1 at position {p}: {d:.3e}",
+                spec.config.label()
+            );
         }
     }
     eprintln!(
@@ -78,7 +96,11 @@ fn check(spec: FixtureSpec, positions: usize, layouts: &[(&str, Layout)], exact_
         spec.vectors,
         n,
         worst,
-        if exact_column { format!(" (exact-KV reference: {worst_exact:.2e})") } else { String::new() }
+        if exact_column {
+            format!(" (exact-KV reference: {worst_exact:.2e})")
+        } else {
+            String::new()
+        }
     );
     worst
 }
@@ -98,7 +120,12 @@ fn tiny_shapes_every_encoding_both_writers() {
 fn larger_weights_make_attention_peaky() {
     // std 0.3: attention far from uniform, logits spread; a masking or scaling bug shows.
     for plan in Plan::ALL {
-        check(FixtureSpec::new(Config::TINY[1], plan, 77).std(0.3), 16, &[], true);
+        check(
+            FixtureSpec::new(Config::TINY[1], plan, 77).std(0.3),
+            16,
+            &[],
+            true,
+        );
     }
 }
 
@@ -107,7 +134,14 @@ fn odd_width_shape_float_encodings() {
     let layouts = Layout::variants();
     for plan in [Plan::All(Encoding::F32), Plan::All(Encoding::F16)] {
         for vectors in [Vectors::F32, Vectors::F16, Vectors::Alternate] {
-            check(FixtureSpec::new(Config::ODD, plan, 4).vectors(vectors).std(0.05), 6, &layouts, true);
+            check(
+                FixtureSpec::new(Config::ODD, plan, 4)
+                    .vectors(vectors)
+                    .std(0.05),
+                6,
+                &layouts,
+                true,
+            );
         }
     }
 }
@@ -116,7 +150,14 @@ fn odd_width_shape_float_encodings() {
 fn vector_dtypes_independent_of_matrix_encoding() {
     for plan in Plan::ALL {
         for vectors in [Vectors::F32, Vectors::F16, Vectors::Alternate] {
-            check(FixtureSpec::new(Config::TINY[0], plan, 21).vectors(vectors).std(0.05), 8, &[], false);
+            check(
+                FixtureSpec::new(Config::TINY[0], plan, 21)
+                    .vectors(vectors)
+                    .std(0.05),
+                8,
+                &[],
+                false,
+            );
         }
     }
 }
@@ -125,32 +166,49 @@ fn vector_dtypes_independent_of_matrix_encoding() {
 fn lab_shape_4_64_4_3() {
     let layouts = Layout::variants();
     for (j, plan) in Plan::ALL.into_iter().enumerate() {
-        check(FixtureSpec::new(Config::LAB[0], plan, 100 + j as u64), 4, &layouts, true);
+        check(
+            FixtureSpec::new(Config::LAB[0], plan, 100 + j as u64),
+            4,
+            &layouts,
+            true,
+        );
     }
 }
 
 /// The plans run on the two big lab shapes: all five on x86-64; under emulation (aarch64
-/// via qemu-user) q8_0 and mixed, which between them cover every encoding.
-fn big_plans() -> Vec<Plan> {
+/// via qemu-user, where building and decoding 7M-parameter fixtures is slow) one each:
+/// mixed (every encoding in one file) on 128/384/6/4 and q8_0 on 256/384/6/4.
+/// `FOLIO_PARITY_ALL_PLANS=1` runs all five everywhere.
+fn big_plans(emulated_choice: Plan) -> Vec<Plan> {
     if cfg!(target_arch = "x86_64") || std::env::var_os("FOLIO_PARITY_ALL_PLANS").is_some() {
         Plan::ALL.to_vec()
     } else {
-        vec![Plan::All(Encoding::Q8_0), Plan::Mixed]
+        vec![emulated_choice]
     }
 }
 
 #[test]
 fn lab_shape_128_384_6_4() {
     let layouts = [Layout::variants()[0]];
-    for (j, plan) in big_plans().into_iter().enumerate() {
-        check(FixtureSpec::new(Config::LAB[1], plan, 200 + j as u64), big_shape_positions(), &layouts, j == 0);
+    for (j, plan) in big_plans(Plan::Mixed).into_iter().enumerate() {
+        check(
+            FixtureSpec::new(Config::LAB[1], plan, 200 + j as u64),
+            big_shape_positions(),
+            &layouts,
+            j == 0,
+        );
     }
 }
 
 #[test]
 fn lab_shape_256_384_6_4() {
     let layouts = [Layout::variants()[3]];
-    for (j, plan) in big_plans().into_iter().enumerate() {
-        check(FixtureSpec::new(Config::LAB[2], plan, 300 + j as u64), big_shape_positions(), &layouts, false);
+    for (j, plan) in big_plans(Plan::All(Encoding::Q8_0)).into_iter().enumerate() {
+        check(
+            FixtureSpec::new(Config::LAB[2], plan, 300 + j as u64),
+            big_shape_positions(),
+            &layouts,
+            false,
+        );
     }
 }
