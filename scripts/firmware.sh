@@ -10,8 +10,10 @@
 #      (byte for byte: prompt + 200 characters) and print instruction counts, flash and RAM.
 # Exits non-zero on any build failure, QEMU failure or text mismatch.
 #
-# Env: PROMPT (default "ROMEO:"), FOLIO_FW_OPT_LEVELS (default "s 3 z": the profiles
-# compared for size and instructions on the M4; the first is the one checked on both boards).
+# Env: PROMPT (default "ROMEO:"), FOLIO_FW_OPT_LEVELS (default "mixed s 3 z": the profiles
+# compared for size and instructions on the M4; the first is the one checked on both boards;
+# "mixed" is the default `release` profile: kernels at "s", everything else at "z", see
+# runtime/firmware/Cargo.toml).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +27,7 @@ HOST_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 FW_TARGET=$ROOT/target/firmware
 OUT=$FW_TARGET/runs
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-600}
-read -r -a OPT_LEVELS <<< "${FOLIO_FW_OPT_LEVELS:-s 3 z}"
+read -r -a OPT_LEVELS <<< "${FOLIO_FW_OPT_LEVELS:-mixed s 3 z}"
 mkdir -p "$MODELS" "$OUT"
 
 say() { printf '== %s\n' "$*"; }
@@ -34,15 +36,19 @@ for tool in qemu-system-arm arm-none-eabi-size python3; do
   command -v "$tool" > /dev/null || { echo "missing $tool: run bash .ci/setup-cross.sh" >&2; exit 1; }
 done
 
-say "host: folio and exporter (release)"
+say "host: folio (release)"
 cargo build --release -q -p folio-runtime --bin folio
-cargo build --release -q -p folio-exporter --bin exporter
 FOLIO=$HOST_TARGET/release/folio
 EXPORTER=$HOST_TARGET/release/exporter
 
 Q8=$MODELS/model1.q8_0.safetensors
 Q4=$MODELS/model1.q4_0.safetensors
 MASTER=$MODELS/model1.q8_0.f32.safetensors
+# The exporter (libtorch) only when a model file is missing.
+if [[ ! -f $Q8 || ! -f $MASTER || ! -f $Q4 ]]; then
+  say "host: exporter (release)"
+  cargo build --release -q -p folio-exporter --bin exporter
+fi
 if [[ ! -f $Q8 || ! -f $MASTER ]]; then
   say "training model1 (q8_0) -> $Q8"
   OMP_WAIT_POLICY=passive "$EXPORTER" train --preset model1 --dtype q8_0 --out "$Q8"
@@ -136,11 +142,34 @@ size_line() {
 
 bytes_of() { stat -c %s "$1"; }
 
+# summary_row LABEL RUN EMPTY_ELF: one line of the final table (from $OUT/RUN.out and the
+# model-less ELF's flash).
+SUMMARY=()
+summary_row() {
+  local label=$1 run=$OUT/$2.out elf=$3
+  local tok fwd ram flash
+  tok=$(awk -F': ' '/^instructions per token: / { print $2 }' "$run")
+  fwd=$(awk -F': ' '/^instructions per forward: / { print $2 }' "$run")
+  ram=$(awk -F': ' '/^ram static bytes/ { s = $2 } /^ram stack high-water bytes/ { k = $2 } END { print s + k }' "$run")
+  flash=$(arm-none-eabi-size -A "$elf" | awk '$1 == ".vector_table" || $1 == ".text" || $1 == ".rodata" || $1 == ".data" { f += $2 } END { print f }')
+  SUMMARY+=("$(printf '%-34s %12s %12s %10s %9s' "$label" "$fwd" "$tok" "$flash" "$ram")")
+}
+
+# The DSP matvec_q8 (SXTB16/SMLAD asm) cannot run on the host: check it against the scalar
+# reference on the M4 itself, bit for bit (runtime/firmware/src/kernel_check.rs).
+say "mps2-an386 (Cortex-M4F): kernel check (target paths vs scalar, bit for bit)"
+(cd runtime/firmware &&
+  FOLIO_MODEL=$EMPTY CARGO_TARGET_DIR=$FW_TARGET/kernel-check \
+    cargo build -q --target thumbv7em-none-eabihf --release --features kernel-check)
+cp "$FW_TARGET/kernel-check/thumbv7em-none-eabihf/release/folio-firmware" "$OUT/m4-kernel-check.elf"
+run_fw m4-kernel-check mps2-an386 cortex-m4
+sed 's/^/   /' "$OUT/m4-kernel-check.out"
+
 host_texts "$Q8" q8
 host_texts "$Q4" q4
 M4=thumbv7em-none-eabihf
 M3=thumbv7m-none-eabi
-profile_of() { case $1 in s) echo release ;; 3) echo release-o3 ;; z) echo release-z ;; *) echo "bad opt level $1" >&2; exit 1 ;; esac; }
+profile_of() { case $1 in mixed) echo release ;; s) echo release-s ;; 3) echo release-o3 ;; z) echo release-z ;; *) echo "bad opt level $1" >&2; exit 1 ;; esac; }
 
 for opt in "${OPT_LEVELS[@]}"; do
   p=$(profile_of "$opt")
@@ -152,6 +181,7 @@ for opt in "${OPT_LEVELS[@]}"; do
   build_fw $M4 "$p" "$EMPTY" "m4-empty-o$opt"
   echo "   without a model (FOLIO_MODEL empty):"
   size_line "m4-empty-o$opt" 0
+  summary_row "mps2-an386 M4F q8_0 opt $opt" "m4-q8-o$opt" "$OUT/m4-empty-o$opt.elf"
 done
 
 p=$(profile_of "${OPT_LEVELS[0]}")
@@ -160,10 +190,16 @@ build_fw $M3 "$p" "$Q4" m3-q4
 run_fw m3-q4 lm3s6965evb cortex-m3
 check m3-q4 q4
 size_line m3-q4 "$(bytes_of "$Q4")"
+build_fw $M3 "$p" "$EMPTY" m3-empty
+summary_row "lm3s6965evb M3 q4_0 opt ${OPT_LEVELS[0]}" m3-q4 "$OUT/m3-empty.elf"
 # The q8_0 file fits the 256 KiB flash too; built for its size only (a run takes minutes).
 build_fw $M3 "$p" "$Q8" m3-q8
 echo "   lm3s6965evb with model1 q8_0 (built, not run):"
 size_line m3-q8 "$(bytes_of "$Q8")"
+
+say "summary (instructions: QEMU -icount; flash: code + constants without the model; RAM: static + stack high-water)"
+printf '   %-34s %12s %12s %10s %9s\n' board/model/opt "instr/fwd" "instr/token" "flash B" "RAM B"
+for row in "${SUMMARY[@]}"; do echo "   $row"; done
 
 if (( FAILED )); then
   echo "FAIL: a firmware text differs from folio generate (outputs in $OUT)" >&2

@@ -7,6 +7,11 @@ use wide::f32x8;
 
 /// Index of the largest value, 0 for an empty slice.
 pub fn argmax(x: &[f32]) -> usize {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::argmax(x);
+    }
     let (body, tail) = x.as_chunks::<8>();
     let mut mv = f32x8::splat(f32::NEG_INFINITY);
     for c in body {

@@ -22,6 +22,11 @@ pub fn attention_f16(
     n_pos: usize,
     scores: &mut [f32],
 ) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::attention_f16(out, q, k, v, stride, n_pos, scores);
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::arch::x86_64::enabled() {
         // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available

@@ -28,6 +28,11 @@ pub fn widen_f16x8(h: &[f16; 8]) -> f32x8 {
 
 /// `out[i] = x[i] as f32`.
 pub fn f16_to_f32(out: &mut [f32], x: &[f16]) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::f16_to_f32(out, x);
+    }
     let n = out.len().min(x.len());
     let (out, x) = (&mut out[..n], &x[..n]);
     #[cfg(target_arch = "x86_64")]
@@ -54,6 +59,11 @@ pub fn f16_to_f32(out: &mut [f32], x: &[f16]) {
 
 /// `out[i] = f16(x[i])`, round to nearest even.
 pub fn f32_to_f16(out: &mut [f16], x: &[f32]) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::f32_to_f16(out, x);
+    }
     let n = out.len().min(x.len());
     let (out, x) = (&mut out[..n], &x[..n]);
     #[cfg(target_arch = "x86_64")]

@@ -14,6 +14,11 @@ const K: f32 = 0.797_884_6; // sqrt(2/pi)
 
 /// In-place GELU (tanh approximation).
 pub fn gelu_tanh(x: &mut [f32]) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::gelu_tanh(x);
+    }
     map8(x, 0.0, |v| {
         let u = f32x8::splat(K) * (v * v * v).mul_add(f32x8::splat(0.044715), v);
         v / (f32x8::splat(1.0) + exp_f32x8(u * f32x8::splat(-2.0)))

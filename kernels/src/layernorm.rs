@@ -11,6 +11,11 @@ use wide::f32x8;
 
 /// LayerNorm with f32 affine parameters.
 pub fn layernorm_f32(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::layernorm_f32(out, x, w, b, eps);
+    }
     let (mean, rstd) = stats(x, eps);
     let n = out.len().min(x.len()).min(w.len()).min(b.len());
     let (o8, ot) = out[..n].as_chunks_mut::<8>();
@@ -32,6 +37,11 @@ pub fn layernorm_f32(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32)
 
 /// LayerNorm with f16 affine parameters.
 pub fn layernorm_f16(out: &mut [f32], x: &[f32], w: &[f16], b: &[f16], eps: f32) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::layernorm_f16(out, x, w, b, eps);
+    }
     let (mean, rstd) = stats(x, eps);
     let n = out.len().min(x.len()).min(w.len()).min(b.len());
     let (o8, ot) = out[..n].as_chunks_mut::<8>();

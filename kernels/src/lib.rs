@@ -15,10 +15,15 @@
 //! - x86-64 with AVX2 + FMA + F16C (`-C target-cpu=x86-64-v3`, or the `std` feature's
 //!   one-time run-time detection on a baseline build): `core::arch` kernels, 8 lanes.
 //! - aarch64 (NEON is baseline): `core::arch` kernels, 4 lanes, `fcvtl` for f16.
-//! - elsewhere (baseline x86-64 = SSE2, Cortex-M): `wide`, which picks SSE2 / plain
-//!   arrays at compile time.
+//! - Cortex-M (`target_arch = "arm"`): the scalar references for every op (`wide` has no
+//!   SIMD backend there: plain arrays, 2-3x slower than the loops), except `matvec_q8`,
+//!   which on ARMv7E-M (`thumbv7em`, `cfg(folio_dsp)` from build.rs) runs `SXTB16` +
+//!   `SMLAD` inline `asm!`, bit-identical to its scalar reference.
+//! - elsewhere (baseline x86-64 = SSE2): `wide`, which picks SSE2 at compile time.
 //!
-//! Element-wise ops (LayerNorm, GELU, softmax, argmax) always go through `wide`.
+//! `matvec_q8` quantises the activations to i16 and sums each group exactly in integers,
+//! so all its paths give the same bits (see its header). Element-wise ops (LayerNorm,
+//! GELU, softmax, argmax) go through `wide` on the hosts.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

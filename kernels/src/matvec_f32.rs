@@ -9,7 +9,14 @@
 use wide::f32x8;
 
 /// out (rows) = w (rows, cols) · x (cols).
+// Thumb: one out-of-line copy, not one inlined per call site (flash).
+#[cfg_attr(target_arch = "arm", inline(never))]
 pub fn matvec_f32(out: &mut [f32], w: &[f32], x: &[f32]) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::matvec_f32(out, w, x);
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::arch::x86_64::enabled() {
         // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available

@@ -9,6 +9,11 @@ use wide::f32x8;
 
 /// In-place softmax over `x`.
 pub fn softmax(x: &mut [f32]) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::softmax(x);
+    }
     if x.is_empty() {
         return;
     }

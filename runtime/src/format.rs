@@ -9,8 +9,8 @@
 //!   those strings. [`Unescape`] decodes a raw (still escaped) string as a `char` iterator,
 //!   and the same reader then parses the decoded characters on the fly.
 //! - Numbers are read by a decimal parser of our own ([`parse_decimal`]): integers exactly,
-//!   and floats through `mantissa * 10^exp` in f64 (core's `f64::from_str` costs ~15 KB of
-//!   flash on Cortex-M).
+//!   and floats through `mantissa * 10^exp` in 64-bit integer arithmetic (core's
+//!   `f64::from_str` costs ~15 KB of flash on Cortex-M, soft-float f64 ~2 KB).
 //!
 //! Nesting in skipped values is limited to [`MAX_DEPTH`] levels; the reader never recurses.
 use crate::error::{Dtype, Error};
@@ -204,29 +204,73 @@ impl Decimal {
     }
 
     /// The value rounded to f32 (within an ulp of correct rounding; ±inf on overflow).
+    ///
+    /// Integer arithmetic only (no f64: soft-float f64 costs ~2 KB of flash on Cortex-M):
+    /// the value is held as `m * 2^e` with a 64-bit `m` kept normalised to its top bit,
+    /// multiplied or divided by 10 once per decimal exponent step (each step truncates
+    /// below bit 2^-60 of `m`, far below f32's 24 bits), then `m` is rounded to f32 once
+    /// and scaled by `2^e` exactly (a subnormal result rounds a second time).
     pub fn as_f32(&self) -> f32 {
         if self.mant == 0 {
             return if self.neg { -0.0 } else { 0.0 };
         }
-        let mut e = self.exp.unsigned_abs();
-        let mut p = 10f64;
-        let mut scale = 1f64;
-        while e > 0 {
-            if e & 1 == 1 {
-                scale *= p;
+        // mant < 2^64 < 10^20: 10^exp above 10^39 overflows f32, below 10^-66 underflows.
+        let v = if self.exp > 39 {
+            f32::INFINITY
+        } else if self.exp < -66 {
+            0.0
+        } else {
+            let mut e: i32 = 0;
+            let mut m = self.mant;
+            let norm = |m: &mut u64, e: &mut i32| {
+                let z = m.leading_zeros();
+                *m <<= z;
+                *e -= z as i32;
+            };
+            norm(&mut m, &mut e);
+            for _ in 0..self.exp.max(0) {
+                // m * 10 = (m >> 4) * 10 * 2^4, which fits: (2^60) * 10 < 2^64.
+                m = (m >> 4) * 10;
+                e += 4;
+                norm(&mut m, &mut e);
             }
-            p *= p;
-            e >>= 1;
-        }
-        let m = self.mant as f64;
-        let v = if self.exp >= 0 { m * scale } else { m / scale };
-        let v = v as f32;
+            for _ in 0..(-self.exp).max(0) {
+                m /= 10;
+                norm(&mut m, &mut e);
+            }
+            // Keep 32 bits (f32 needs 24 + rounding): a u32 -> f32 conversion is one
+            // instruction on an FPU, and `m` is normalised, so the top bit is set.
+            let sticky = u64::from(m << 32 != 0);
+            let hi = ((m >> 32) | sticky) as u32;
+            ldexp(hi as f32, e + 32)
+        };
         if self.neg {
             -v
         } else {
             v
         }
     }
+}
+
+/// `v * 2^e` for a positive normal `v`, by exact power-of-two steps (one rounding at
+/// most, in the subnormal range).
+fn ldexp(mut v: f32, mut e: i32) -> f32 {
+    let p = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    while e > 127 {
+        v *= p(127);
+        e -= 127;
+        if v.is_infinite() {
+            return v;
+        }
+    }
+    while e < -126 {
+        v *= p(-126);
+        e += 126;
+        if v == 0.0 {
+            return v;
+        }
+    }
+    v * p(e)
 }
 
 /// Parse a whole string as a JSON number (the decimal parser used for `layer_norm_eps`).

@@ -109,7 +109,7 @@ impl<'s, 'a> Generator<'s, 'a> {
             ContextMode::Shift => {
                 if self.len >= t {
                     let keep = t / 2;
-                    self.session.history.copy_within(t - keep..t, 0);
+                    shift_left(self.session.history, t - keep, keep);
                     for p in 0..keep {
                         let tok = self.session.history.get(p).copied().unwrap_or(0);
                         self.session.forward(tok, p)?;
@@ -121,7 +121,7 @@ impl<'s, 'a> Generator<'s, 'a> {
             }
             ContextMode::Exact => {
                 if self.len >= t {
-                    self.session.history.copy_within(1..t, 0);
+                    shift_left(self.session.history, 1, t - 1);
                     self.len = t - 1;
                 }
                 self.ready = false;
@@ -157,6 +157,20 @@ impl<'s, 'a> Generator<'s, 'a> {
     /// Take the session and sampler back.
     pub fn into_parts(self) -> (Session<'s, 'a>, Sampler) {
         (self.session, self.sampler)
+    }
+}
+
+/// `h[..n] = h[from..from + n]` (a left shift, so a forward copy is safe):
+/// a plain loop, not `copy_within`, whose `memmove` costs 1.5 KB of Cortex-M flash.
+/// Out-of-range indices are skipped (never panics).
+fn shift_left(h: &mut [u32], from: usize, n: usize) {
+    for i in 0..n {
+        let Some(v) = from.checked_add(i).and_then(|j| h.get(j)).copied() else {
+            break;
+        };
+        if let Some(d) = h.get_mut(i) {
+            *d = v;
+        }
     }
 }
 

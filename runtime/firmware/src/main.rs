@@ -24,11 +24,17 @@
 //! sampling, decoding; not the prompt) divided by the characters generated; `instructions per
 //! forward` is one forward pass averaged over the positions of a fresh window.
 //! Exit codes: 0 success, 2 no semihosting, 3 no peripherals, 4 model rejected, 5 session
-//! buffer too small, 6 prompt not encodable, 7 generation error, 101 panic, 102 HardFault.
+//! buffer too small, 6 prompt not encodable, 7 generation error, 8 kernel check mismatch
+//! (`--features kernel-check`: compares the kernels' target paths with their scalar
+//! references and exits, see `src/kernel_check.rs`), 101 panic, 102 HardFault.
 #![no_std]
 #![no_main]
+// The kernel check exits before the generation code.
+#![cfg_attr(feature = "kernel-check", allow(unreachable_code, unused_variables))]
 
 mod board;
+#[cfg(feature = "kernel-check")]
+mod kernel_check;
 #[cfg(feature = "profile")]
 mod profile;
 
@@ -81,6 +87,8 @@ fn main() -> ! {
         }
     });
     let cal = board::calibrate(&mut ticks);
+    #[cfg(feature = "kernel-check")]
+    board::exit(kernel_check::run(&mut out));
     let to_instr = |t: u64| board::ticks_to_instructions(t, cal);
 
     out.put(b"folio firmware: ");
@@ -174,8 +182,6 @@ fn main() -> ! {
     }
     #[cfg(feature = "profile")]
     profile::run(&mut out, &mut ticks, cal);
-    #[cfg(feature = "profile")]
-    profile::run_dsp(&mut out, &mut ticks, cal);
     out.line_u64(b"systick instructions per 1000 ticks: ", to_instr(1000));
     out.line_u64(b"ram static bytes: ", board::static_ram() as u64);
     out.line_u64(
