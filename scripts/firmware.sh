@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # folio on Cortex-M under QEMU, end to end (idempotent; `make firmware` calls this):
-#   1. build the host `folio` CLI and the exporter (release);
+#   1. build the host `folio` CLI and the exporter (dev profile, reused from `make test-host`);
 #   2. train the lab `model1` preset (q8_0) and re-quantise it to q4_0, unless the files
 #      exist (target/firmware/model1.{q8_0,q4_0}.safetensors; FOLIO_FW_MODEL_DIR moves them);
 #   3. build the firmware (runtime/firmware) with each model embedded, for mps2-an386
@@ -39,15 +39,16 @@ done
 say "host: folio (release)"
 cargo build --release -q -p folio-runtime --bin folio
 FOLIO=$HOST_TARGET/release/folio
-EXPORTER=$HOST_TARGET/release/exporter
+# The dev-profile exporter: `make test-host` has built it already, and libtorch does the work.
+EXPORTER=$HOST_TARGET/debug/exporter
 
 Q8=$MODELS/model1.q8_0.safetensors
 Q4=$MODELS/model1.q4_0.safetensors
 MASTER=$MODELS/model1.q8_0.f32.safetensors
 # The exporter (libtorch) only when a model file is missing.
 if [[ ! -f $Q8 || ! -f $MASTER || ! -f $Q4 ]]; then
-  say "host: exporter (release)"
-  cargo build --release -q -p folio-exporter --bin exporter
+  say "host: exporter"
+  cargo build -q -p folio-exporter --bin exporter
 fi
 if [[ ! -f $Q8 || ! -f $MASTER ]]; then
   say "training model1 (q8_0) -> $Q8"
