@@ -19,7 +19,7 @@ demo: setup-torch
 	$(CARGO) build --release --bin folio
 	target/release/exporter train --out $(RUN)/model.safetensors
 	target/release/folio generate $(RUN)/model.safetensors --prompt "$(PROMPT)" -n 400 --temperature 0.8 --top-k 40 --seed 1
-	target/release/folio bench $(RUN)/model.safetensors -n 256
+	target/release/folio bench $(RUN)/model.safetensors
 
 setup: setup-torch setup-cross
 setup-torch:
