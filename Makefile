@@ -10,8 +10,8 @@ AARCH64 := aarch64-unknown-linux-gnu
 # 1 intra-op thread keeps libtorch from spin-waiting against the other test binaries.
 export OMP_WAIT_POLICY := passive
 
-.PHONY: demo setup setup-torch setup-cross build test test-host test-v3 test-aarch64 \
-        test-thumb firmware lint bench compare report
+.PHONY: demo setup setup-torch setup-cross setup-compare build test test-host test-v3 \
+        test-aarch64 test-thumb firmware lint bench compare callgrind report
 
 ## demo: train the CPU `edge` preset, export q8_0, generate text, print per-token latency.
 demo: setup-torch
@@ -63,10 +63,44 @@ firmware: setup-torch setup-cross
 bench:
 	$(CARGO) bench -p folio-benches
 
-## compare: folio vs eager PyTorch vs the memory-bandwidth bound, per-token decode.
-COMPARE_MODELS ?= $(wildcard $(RUN)/model.safetensors $(RUN)/model.f32.safetensors runs/model1/model.safetensors)
-compare: setup-torch
-	$(CARGO) run --release -p folio-benches --bin compare -- $(COMPARE_MODELS)
+## compare: folio vs llama.cpp (llama-cpp-python) vs eager PyTorch vs the read-bandwidth
+## roofline at the edge, model2 and model3 shapes in f32/q8_0/q4_0, one thread, ratios paired
+## within rounds; prints a markdown table. Trains short runs into runs/cmp-SHAPE/ when they are
+## missing (decode speed does not depend on training length). Not part of `make test`.
+CMP_SHAPES ?= edge model2 model3
+ROUNDS ?= 5
+CMP_DIRS = $(CMP_SHAPES:%=runs/cmp-%)
+cmp_models = $(foreach d,$(1),$(foreach e,$(2),$(d)/model.$(e).safetensors))
+# Short runs: model3 takes about 5 s a step at its preset's batch of 64.
+CMP_TRAIN_edge := --max-iters 200
+CMP_TRAIN_model2 := --max-iters 60 --batch-size 16
+CMP_TRAIN_model3 := --max-iters 30 --batch-size 8
+CMP_REPORT := --report-windows 8
+EXPORTER := target/release/exporter
+compare: setup-torch setup-compare $(call cmp_models,$(CMP_DIRS),f32 q8_0 q4_0)
+	$(CARGO) build --release -p folio-benches --bin compare
+	target/release/compare --rounds $(ROUNDS) $(CMP_DIRS)
+
+## callgrind: instructions per decoded token under valgrind (repeatable on a busy machine).
+CALLGRIND_DIRS ?= runs/cmp-model2
+CALLGRIND_ENCODINGS ?= q8_0 q4_0
+callgrind: setup-compare $(call cmp_models,$(CALLGRIND_DIRS),$(CALLGRIND_ENCODINGS))
+	$(CARGO) build --release -p folio-benches --bin compare
+	target/release/compare --callgrind $(CALLGRIND_ENCODINGS:%=--encodings %) $(CALLGRIND_DIRS)
+
+setup-compare:
+	bash .ci/setup-compare.sh
+
+runs/cmp-%/model.f32.safetensors: | setup-torch
+	$(CARGO) build --release -p folio-exporter --bin exporter
+	$(EXPORTER) train --preset $* $(CMP_TRAIN_$*) --warmup-iters 10 --eval-iters 5 $(CMP_REPORT) \
+	  --dtype f32 --out runs/cmp-$*/model.safetensors
+runs/cmp-%/model.q8_0.safetensors: runs/cmp-%/model.f32.safetensors
+	$(CARGO) build --release -p folio-exporter --bin exporter
+	$(EXPORTER) quantize $< --dtype q8_0 $(CMP_REPORT) --out $@
+runs/cmp-%/model.q4_0.safetensors: runs/cmp-%/model.f32.safetensors
+	$(CARGO) build --release -p folio-exporter --bin exporter
+	$(EXPORTER) quantize $< --dtype q4_0 $(CMP_REPORT) --out $@
 
 ## report: the lab's plots (loss curves, word accuracy, time distributions, wpe) into docs/report.
 report: setup-torch

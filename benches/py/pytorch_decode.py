@@ -9,64 +9,34 @@ single-token decode steps on one thread, like `folio bench`.
 import argparse
 import json
 import math
-import struct
 import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    meta = header.pop("__metadata__", {})
-    data = memoryview(raw)[8 + n :]
-    dtypes = {"F32": np.float32, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
-    arrays = {}
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        arrays[name] = np.frombuffer(data[b:e], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
-    return json.loads(meta["folio.config"]), arrays
-
-
-def weight(arrays, name):
-    """f32 matrix of NAME in whichever of the four encodings the file holds."""
-    w = arrays[name]
-    if w.dtype == np.float32 or w.dtype == np.float16:
-        return torch.from_numpy(w.astype(np.float32))
-    s = arrays[name + "_scale"].astype(np.float32)
-    if w.dtype == np.int8:
-        q = w.astype(np.float32)
-    else:  # q4_0: low nibble = even column
-        lo = (w & 0x0F).astype(np.float32) - 8
-        hi = (w >> 4).astype(np.float32) - 8
-        q = np.stack([lo, hi], axis=-1).reshape(w.shape[0], w.shape[1] * 2)
-    rows, cols = q.shape
-    return torch.from_numpy((q.reshape(rows, cols // 32, 32) * s[:, :, None]).reshape(rows, cols))
+from folio_file import FolioFile
 
 
 class Gpt:
-    def __init__(self, cfg, a):
-        f = lambda n: torch.from_numpy(a[n].astype(np.float32))
+    def __init__(self, file):
+        cfg = file.cfg
+        f = lambda n: torch.from_numpy(file.f32(n))
         self.cfg = cfg
-        self.wte = weight(a, "wte.weight")
-        self.wpe = weight(a, "wpe.weight")
-        self.head = self.wte if cfg["tied_embeddings"] else weight(a, "lm_head.weight")
+        self.wte = f("wte.weight")
+        self.wpe = f("wpe.weight")
+        self.head = self.wte if cfg["tied_embeddings"] else f("lm_head.weight")
         self.layers = []
         for i in range(cfg["n_layer"]):
             p = f"h.{i}."
             self.layers.append(
                 dict(
                     ln1=(f(p + "ln_1.weight"), f(p + "ln_1.bias")),
-                    attn=(weight(a, p + "attn.c_attn.weight"), f(p + "attn.c_attn.bias")),
-                    proj=(weight(a, p + "attn.c_proj.weight"), f(p + "attn.c_proj.bias")),
+                    attn=(f(p + "attn.c_attn.weight"), f(p + "attn.c_attn.bias")),
+                    proj=(f(p + "attn.c_proj.weight"), f(p + "attn.c_proj.bias")),
                     ln2=(f(p + "ln_2.weight"), f(p + "ln_2.bias")),
-                    fc=(weight(a, p + "mlp.c_fc.weight"), f(p + "mlp.c_fc.bias")),
-                    fc2=(weight(a, p + "mlp.c_proj.weight"), f(p + "mlp.c_proj.bias")),
+                    fc=(f(p + "mlp.c_fc.weight"), f(p + "mlp.c_fc.bias")),
+                    fc2=(f(p + "mlp.c_proj.weight"), f(p + "mlp.c_proj.bias")),
                 )
             )
         self.lnf = (f("ln_f.weight"), f("ln_f.bias"))
@@ -105,18 +75,20 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg, arrays = load(args.model)
-    gpt = Gpt(cfg, arrays)
+    file = FolioFile(args.model)
+    cfg = file.cfg
+    gpt = Gpt(file)
     T = cfg["block_size"]
+    for pos in range(min(8, T)):  # warm the allocator and caches
+        gpt.step(0, pos)
     times = []
     token = 0
-    for i in range(args.n + 8):
-        pos = i % T
+    for i in range(args.n):  # from position 0 again: an empty cache, as folio and llama.cpp
         t0 = time.perf_counter_ns()
-        logits = gpt.step(token, pos)
+        logits = gpt.step(token, i % T)
         times.append((time.perf_counter_ns() - t0) / 1e3)
         token = int(torch.argmax(logits))
-    times = sorted(times[8:])  # the first steps warm the allocator and caches
+    times.sort()
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))]
     out = dict(p50_us=statistics.median(times), p90_us=q(0.9), p99_us=q(0.99), threads=args.threads,
                torch=torch.__version__, n=len(times))

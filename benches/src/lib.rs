@@ -44,3 +44,42 @@ pub fn decode_cases() -> impl Iterator<Item = DecodeCase> {
             .map(move |e| DecodeCase::new(c, e))
     })
 }
+
+/// Single-core read bandwidth over a buffer of `bytes`, in bytes/s: one value per sample.
+///
+/// The buffer is read once untimed (so a cache-sized one is resident), then each sample
+/// times enough whole passes over it to read at least 32 MiB. A buffer that fits in a cache
+/// level is read at that level's rate, so `bytes / rate` is the least time one pass over
+/// that many weight bytes can take on this core.
+pub fn read_bandwidth(bytes: usize, samples: usize) -> Vec<f64> {
+    let words = vec![1u64; (bytes / 8).max(64)];
+    let passes = ((32usize << 20) / (words.len() * 8)).max(1);
+    sum_words(&words);
+    (0..samples)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..passes {
+                sum_words(&words);
+            }
+            (passes * words.len() * 8) as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// Sum of `words` with eight independent accumulators, so the loop is bound by loads (the
+/// compiler turns it into vector adds), not by one add chain.
+#[inline(never)]
+fn sum_words(words: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let mut chunks = words.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, w) in acc.iter_mut().zip(c) {
+            *a = a.wrapping_add(*w);
+        }
+    }
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(0u64, |s, w| s.wrapping_add(*w));
+    std::hint::black_box(acc.iter().fold(tail, |s, a| s.wrapping_add(*a)))
+}
