@@ -6,7 +6,8 @@
 
 Timings are llama.cpp's own (llama_perf_context): `decode` feeds one token per llama_decode
 from an empty cache and reads t_eval_ms for each token (median and mean are reported);
-`pp` feeds N tokens as one batch and reports t_p_eval_ms / n_p_eval.
+`pp` feeds N tokens as one batch and reports t_p_eval_ms / n_p_eval. `repacked` counts
+the matrices llama.cpp rearranged at load for its CPU kernels (Q4_0 into 8-row blocks on AVX2).
 """
 import argparse
 import ctypes
@@ -39,10 +40,11 @@ class Llama:
         cp = L.llama_context_default_params()
         cp.n_ctx = cp.n_batch = cp.n_ubatch = self.n_ctx
         cp.n_threads = cp.n_threads_batch = 1
+        cp.no_perf = False  # llama.cpp times each decode (llama_perf_context)
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
             sys.exit(f"llama_decode: cannot create a context:\n{''.join(LOG[-20:])}")
-        self.repack = any("REPACK" in line for line in LOG)
+        self.repacked = sum(line.startswith("repack: repack tensor") for line in LOG)
 
     def clear(self):
         L.llama_memory_clear(L.llama_get_memory(self.ctx), True)
@@ -77,7 +79,7 @@ def bench(m, n):
             sys.exit("llama_decode: a single-token decode was not timed as one eval")
         times.append(perf.t_eval_ms * 1e3)
     return dict(decode_us=statistics.median(times), decode_mean_us=statistics.fmean(times),
-                pp_us=pp_us, pp_tokens_per_s=1e6 / pp_us, n=n, repack=m.repack,
+                pp_us=pp_us, pp_tokens_per_s=1e6 / pp_us, n=n, repacked=m.repacked,
                 llama_cpp_python=L.__version__)
 
 

@@ -29,7 +29,7 @@ use folio_runtime::file::MappedModel;
 use folio_runtime::{Generator, Model, Sampler, SamplerConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -75,6 +75,8 @@ struct Case {
     map: MappedModel,
     /// One per round.
     samples: Vec<Sample>,
+    /// Matrices llama.cpp repacked at load.
+    repacked: u64,
 }
 
 impl Case {
@@ -122,6 +124,7 @@ fn shapes(args: &Args) -> Result<Vec<Shape>> {
                 path,
                 map,
                 samples: Vec::new(),
+                repacked: 0,
             });
         }
         let f32 = Some(file("f32")).filter(|p| p.exists());
@@ -179,20 +182,24 @@ fn folio_prompt(model: &Model<'_>, n: usize) -> Result<f64> {
 }
 
 /// Runs a benches/py script and parses the one JSON line it prints.
-fn python(py: &Path, script: &str, args: &[&str]) -> Result<Value> {
+/// Runs a benches/py script (its stderr passes through) and returns what it printed.
+fn python(py: &Path, script: &str, args: &[&str]) -> Result<Vec<u8>> {
     let out = Command::new(py)
         .arg(format!("benches/py/{script}"))
         .args(args)
+        .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", py.display()))?;
     if !out.status.success() {
-        bail!(
-            "{script} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{script} {} failed (its message is above)", args.join(" "));
     }
-    serde_json::from_slice(&out.stdout).with_context(|| format!("{script}: bad JSON"))
+    Ok(out.stdout)
+}
+
+/// Runs a benches/py script that prints one JSON object.
+fn python_json(py: &Path, script: &str, args: &[&str]) -> Result<Value> {
+    let out = python(py, script, args)?;
+    serde_json::from_slice(&out).with_context(|| format!("{script}: bad JSON"))
 }
 
 fn num(v: &Value, key: &str) -> Result<f64> {
@@ -241,7 +248,7 @@ fn check(py: &Path, case: &Case) -> Result<Check> {
         last = s.forward(greedy[i], prompt.len() + i)?.to_vec();
     }
     let ids: Vec<String> = prompt.iter().map(u32::to_string).collect();
-    let ll = python(
+    let ll = python_json(
         py,
         "llama_decode.py",
         &[
@@ -298,6 +305,39 @@ struct Sample {
     torch: Option<f64>,
     roof: f64,
     bw: f64,
+}
+
+/// One round of one model: folio, then llama.cpp (unless `no_llama`; its JSON is returned
+/// too), then the roofline. `torch` is this round's PyTorch figure for the shape.
+fn measure(
+    py: &Path,
+    case: &Case,
+    torch: Option<f64>,
+    no_llama: bool,
+) -> Result<(Sample, Option<Value>)> {
+    let model = case.model()?;
+    let n = case.tokens()?;
+    let mut s = Sample {
+        folio: folio_decode(&model, n)?,
+        folio_pp: folio_prompt(&model, n)?,
+        torch,
+        ..Sample::default()
+    };
+    let mut llama = None;
+    if !no_llama {
+        let v = python_json(
+            py,
+            "llama_decode.py",
+            &["bench", path_str(&case.gguf)?, "-n", &n.to_string()],
+        )?;
+        s.llama = Some(num(&v, "decode_us")?);
+        s.llama_pp = Some(num(&v, "pp_us")?);
+        llama = Some(v);
+    }
+    let bytes = model.weight_bytes();
+    s.bw = read_bandwidth(bytes, 5).into_iter().fold(0.0, f64::max);
+    s.roof = bytes as f64 / s.bw * 1e6;
+    Ok((s, llama))
 }
 
 fn machine() -> String {
@@ -398,14 +438,14 @@ fn run_compare(args: &Args) -> Result<()> {
             checks.push((case.shape.clone(), case.enc.clone(), c));
         }
     }
-    let mut llama_info = Value::Null;
+    let mut llama_version = String::new();
     let mut torch_version = String::new();
     for round in 0..args.rounds {
         for shape in &mut shapes {
             let torch = match (&shape.f32, args.no_pytorch) {
                 (Some(f32), false) => {
                     let n = shape.cases[0].tokens()?.to_string();
-                    let v = python(
+                    let v = python_json(
                         py,
                         "pytorch_decode.py",
                         &["--json", "-n", &n, path_str(f32)?],
@@ -423,28 +463,11 @@ fn run_compare(args: &Args) -> Result<()> {
                     case.shape,
                     case.enc
                 );
-                let model = case.model()?;
-                let n = case.tokens()?;
-                let mut s = Sample {
-                    folio: folio_decode(&model, n)?,
-                    folio_pp: folio_prompt(&model, n)?,
-                    torch,
-                    ..Sample::default()
-                };
-                if !args.no_llama {
-                    let v = python(
-                        py,
-                        "llama_decode.py",
-                        &["bench", path_str(&case.gguf)?, "-n", &n.to_string()],
-                    )?;
-                    s.llama = Some(num(&v, "decode_us")?);
-                    s.llama_pp = Some(num(&v, "pp_us")?);
-                    llama_info = v;
+                let (s, llama) = measure(py, case, torch, args.no_llama)?;
+                if let Some(v) = llama {
+                    case.repacked = v["repacked"].as_u64().unwrap_or(0);
+                    llama_version = v["llama_cpp_python"].as_str().unwrap_or("?").to_string();
                 }
-                let bytes = model.weight_bytes();
-                s.bw = read_bandwidth(bytes, 5).into_iter().fold(0.0, f64::max);
-                s.roof = bytes as f64 / s.bw * 1e6;
-                drop(model);
                 case.samples.push(s);
             }
         }
@@ -454,7 +477,7 @@ fn run_compare(args: &Args) -> Result<()> {
     println!("## folio vs llama.cpp vs eager PyTorch: decode at one thread\n");
     println!(
         "{}, folio {}, {}; load average (1/5/15 min) {load_start} at the start, {load_end} at \
-         the end; {} rounds in {:.0} s.\n",
+         the end; rounds: {}, {:.0} s in all.\n",
         first_line("date", &["+%Y-%m-%d"]),
         first_line("git", &["rev-parse", "--short", "HEAD"]),
         machine(),
@@ -469,15 +492,20 @@ fn run_compare(args: &Args) -> Result<()> {
          not depend on training length."
     );
     if !args.no_llama {
+        let repacked: Vec<String> = shapes
+            .iter()
+            .flat_map(|s| &s.cases)
+            .filter(|c| c.repacked > 0)
+            .map(|c| format!("{} {} {}", c.shape, c.enc, c.repacked))
+            .collect();
         println!(
-            "llama.cpp: llama-cpp-python {} (its vendored llama.cpp, built from source), \
-             one thread, its own per-token eval timings; Q4_0 repack {}. pp = one batch of N \
-             tokens (folio: `Generator::prompt`).",
-            llama_info["llama_cpp_python"].as_str().unwrap_or("?"),
-            if llama_info["repack"].as_bool() == Some(true) {
-                "on"
+            "llama.cpp: llama-cpp-python {llama_version} (its vendored llama.cpp, built from \
+             source), one thread, its own per-token eval timings; matrices it repacked at load: \
+             {}. pp = one batch of N tokens (folio: `Generator::prompt`).",
+            if repacked.is_empty() {
+                "none".to_string()
             } else {
-                "off"
+                repacked.join(", ")
             }
         );
     }
