@@ -105,8 +105,10 @@ impl MappedModel {
     }
 }
 
-/// Open `path` for reading if it is a regular file, and return it with its length.
-fn open_regular(path: &Path) -> io::Result<(File, u64)> {
+/// Open `path` for reading if it is a regular file (checked on the path, then on the handle,
+/// with a non-blocking open in between), and return it with its length. Every std reader of
+/// the project's input files (models, the dataset, checkpoints) opens through here.
+pub fn open_regular(path: &Path) -> io::Result<(File, u64)> {
     require_regular(&std::fs::metadata(path)?)?;
     let mut opts = OpenOptions::new();
     opts.read(true);

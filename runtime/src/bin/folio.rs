@@ -15,10 +15,12 @@
 //! closed stdout, a full disk or a closed pipe is such an error, never a silent loss.
 //! Writes to stderr are best effort and never panic. Text that comes from the file
 //! (metadata, tensor names, vocabulary) or the command line is printed with its control
-//! characters escaped ([`printable`]).
+//! characters escaped (`folio_runtime::cli::printable`).
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
+use folio_runtime::cli::{self, printable};
 use folio_runtime::file::MappedModel;
+use folio_runtime::note;
 use folio_runtime::weights::{LayerNorm, Matrix, Vector, Weights};
 use folio_runtime::{
     unescape, ContextMode, Generator, Model, Sampler, SamplerConfig, TensorId, TensorKind,
@@ -128,17 +130,9 @@ enum Command {
     },
 }
 
-/// Best-effort line to stderr: a failing stderr (closed, `/dev/full`) is ignored, never a panic.
-macro_rules! note {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(io::stderr(), $($arg)*);
-    }};
-}
-
 /// The one error line, control characters escaped.
 fn fail(msg: &str, code: u8) -> ExitCode {
-    note!("folio: error: {}", printable(msg.chars()));
-    ExitCode::from(code)
+    cli::fail("folio", msg, code)
 }
 
 fn main() -> ExitCode {
@@ -161,15 +155,7 @@ fn main() -> ExitCode {
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 return fail("missing subcommand or argument (see folio --help)", 2);
             }
-            // clap's message up to its usage block, on one line.
-            let text = e.to_string();
-            let lines: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let line = lines.join(" ");
-            return fail(line.trim_start_matches("error: "), 2);
+            return fail(&cli::clap_line(&e), 2);
         }
     };
     let opts = Opts {
@@ -251,26 +237,6 @@ impl Write for Stdout {
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush().map_err(stdout_error)
     }
-}
-
-/// `chars` with every control character escaped (`\n`, `\u{1b}`, ...): C0, DEL and C1,
-/// and the invisible format and bidirectional controls (U+200B..U+200F, U+2028..U+202E,
-/// U+2060..U+2069, U+061C, U+FEFF) that can reorder or hide text on a terminal. Everything
-/// folio prints from a model file or the command line goes through here.
-fn printable(chars: impl IntoIterator<Item = char>) -> String {
-    let mut s = String::new();
-    for c in chars {
-        let invisible = matches!(
-            c,
-            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
-        );
-        match c {
-            '\n' | '\r' | '\t' => s.extend(c.escape_debug()),
-            c if c.is_control() || invisible => s.extend(c.escape_unicode()),
-            c => s.push(c),
-        }
-    }
-    s
 }
 
 /// What a command may still allocate for the model, out of `--max-memory`.
