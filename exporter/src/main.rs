@@ -425,6 +425,7 @@ fn export_with_report(
     master_path: Option<&Path>,
     out: &Path,
 ) -> Result<()> {
+    validate::finite(master)?;
     let t0 = Instant::now();
     let f32_plan = master.default_plan(Encoding::F32);
     let f32_bytes = master.to_bytes(&f32_plan, "f32", &master.train)?;

@@ -432,6 +432,26 @@ pub fn master(m: &Master, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every weight of `m` is finite: a NaN or infinite value would make a file whose logits
+/// are not finite, so nothing is written.
+pub fn finite(m: &Master) -> Result<()> {
+    let bad: Vec<String> = m
+        .tensors
+        .iter()
+        .filter_map(|(name, (_, data))| {
+            let n = data.iter().filter(|v| !v.is_finite()).count();
+            (n > 0).then(|| format!("{} ({n})", printable(name.chars())))
+        })
+        .collect();
+    if !bad.is_empty() {
+        bail!(
+            "NaN or infinite weights in {}: refusing to write a model whose logits are not finite",
+            bad.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +525,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("min_lr 1 is not in [0, lr]"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_named() {
+        let cfg = crate::model::Config {
+            vocab_size: 2,
+            block_size: 2,
+            n_embd: 32,
+            n_head: 1,
+            n_layer: 1,
+            layer_norm_eps: 1e-5,
+            activation: "gelu_tanh".into(),
+            tied_embeddings: true,
+        };
+        let mut m = Master {
+            cfg,
+            vocab: crate::data::Vocab {
+                chars: vec!['a', 'b'],
+            },
+            tensors: Default::default(),
+            train: Value::Null,
+        };
+        m.tensors.insert("ok".into(), (vec![2], vec![1.0, -2.0]));
+        assert!(finite(&m).is_ok());
+        m.tensors.insert(
+            "h.0.x".into(),
+            (vec![3], vec![f32::NAN, 0.0, f32::INFINITY]),
+        );
+        let e = finite(&m).unwrap_err().to_string();
+        assert!(e.contains("h.0.x (2)") && !e.contains("ok ("), "{e}");
     }
 
     #[test]

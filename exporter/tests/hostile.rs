@@ -391,6 +391,28 @@ fn resume_quantize_streams_and_a_second_run() {
         assert!(!q.exists());
     }
 
+    // A master holding a NaN is never exported.
+    let mut bytes = std::fs::read(&master).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[8 + n..8 + n + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&bad, bytes).unwrap();
+    let o = run(&[
+        "quantize",
+        bad.to_str().unwrap(),
+        "--dtype",
+        "q4_0",
+        "--threads",
+        "1",
+        "--out",
+        q.to_str().unwrap(),
+    ]);
+    fails(
+        &o,
+        1,
+        &["NaN or infinite weights in", "(1)", "refusing to write"],
+    );
+    assert!(!q.exists());
+
     // Two runs on one --out: the second is refused while the first holds BASE.lock.
     let shared = d.join("shared.safetensors");
     let log = d.join("shared.log.jsonl");
