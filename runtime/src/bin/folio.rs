@@ -469,34 +469,23 @@ fn logits(opts: &Opts, out: &mut Stdout, path: &str, text: &str) -> Result<()> {
     let tokens = encode(&model, "text", text)?;
     let mut mem = session_memory(&model, &mut budget)?;
     let mut session = model.session(&mut mem)?;
-    let mut s = String::from("{\"tokens\": [");
-    s += &tokens
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    s += "], \"logits\": [";
+    // Streamed: the JSON grows with the text times vocab_size, so it is never held whole.
+    let ids: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+    write!(out, "{{\"tokens\": [{}], \"logits\": [", ids.join(", "))?;
     for (pos, &tok) in tokens.iter().enumerate() {
         let l = session.forward(tok, pos)?;
-        if pos > 0 {
-            s += ", ";
+        out.write_all(if pos > 0 { b", [" } else { b"[" })?;
+        for (i, v) in l.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            if v.is_finite() {
+                write!(out, "{sep}{v:?}")?;
+            } else {
+                write!(out, "{sep}null")?;
+            }
         }
-        s += "[";
-        s += &l
-            .iter()
-            .map(|v| {
-                if v.is_finite() {
-                    format!("{v:?}")
-                } else {
-                    "null".into()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        s += "]";
+        out.write_all(b"]")?;
     }
-    s += "]}";
-    writeln!(out, "{s}")?;
+    writeln!(out, "]}}")?;
     Ok(())
 }
 
