@@ -192,6 +192,7 @@ fn bad_hyper_parameters_fail_before_training() {
         let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert!(left.is_empty(), "{flags:?} left {left:?}");
     }
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
@@ -275,6 +276,7 @@ fn special_files_and_bad_outputs_fail_fast() {
             &[kind],
         );
     }
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 /// A master's `folio.config` rewritten by `edit` (the tensors left as they are).
