@@ -170,15 +170,18 @@ mod tests {
     use crate::testutil::{build, SMALL};
     use std::path::PathBuf;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("folio-file-{}", std::process::id()));
+    /// A fresh directory for one test.
+    fn tmp(test: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("folio-file-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d.join(name)
+        d
     }
 
     #[test]
     fn read_and_map_give_the_same_model() {
-        let path = tmp("small.safetensors");
+        let dir = tmp("read");
+        let path = dir.join("small.safetensors");
         let bytes = build(&SMALL);
         std::fs::write(&path, &bytes).unwrap();
         let mapped = MappedModel::open(&path).unwrap();
@@ -193,18 +196,16 @@ mod tests {
         );
         let e = MappedModel::read(&path, bytes.len() as u64 - 1).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::OutOfMemory, "{e}");
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn special_files_are_refused_before_blocking() {
-        let dir = tmp("dir");
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tmp("special");
         let mut cases = vec![(dir.clone(), "a directory")];
         #[cfg(unix)]
         {
-            let fifo = tmp("fifo");
-            let _ = std::fs::remove_file(&fifo);
+            let fifo = dir.join("fifo");
             let made = std::process::Command::new("mkfifo").arg(&fifo).status();
             if made.is_ok_and(|s| s.success()) {
                 cases.push((fifo, "a FIFO"));
@@ -220,5 +221,6 @@ mod tests {
                 assert!(e.to_string().contains(what), "{e}");
             }
         }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
