@@ -85,7 +85,7 @@ fn download(dest: &Path) -> Result<()> {
     let dir = dest.parent().context("cache path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(".{FILE_NAME}.{}.part", std::process::id()));
-    eprintln!("downloading {URL} -> {}", dest.display());
+    folio_runtime::note!("downloading {URL} -> {}", dest.display());
     let status = std::process::Command::new("curl")
         .args([
             "--fail",
@@ -118,7 +118,8 @@ fn download(dest: &Path) -> Result<()> {
 }
 
 fn read_checked(path: &Path) -> Result<Text> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = crate::validate::read_input(path, crate::validate::MAX_DATA_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
     let got = sha256_hex(&bytes);
     if got != SHA256 {
         bail!(

@@ -4,7 +4,9 @@
 //! Data flow: `data` (text → vocab, splits, batches) → `model` (tch GPT with the runtime's
 //! tensor names) → `train` (AdamW loop, schedule, `estimate_loss`, log) with `checkpoint`
 //! → `quantize` (f32 → encodings, kernels' block definitions) → `export` (atomic
-//! safetensors files) → `report` (val loss of each encoding, computed by folio-runtime).
+//! safetensors files) → `report` (val loss of each encoding, computed by folio-runtime);
+//! `validate` checks every input (files, hyper-parameters, output paths, the run lock)
+//! before any of it starts.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
@@ -14,3 +16,4 @@ pub mod model;
 pub mod quantize;
 pub mod report;
 pub mod train;
+pub mod validate;

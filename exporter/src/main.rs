@@ -6,7 +6,11 @@
 //! ```
 //! `train --out BASE.safetensors` writes `BASE.safetensors` (the `--dtype` encoding),
 //! `BASE.f32.safetensors` (the f32 master, for `quantize`), `BASE.ckpt.safetensors`
-//! (checkpoint, for `--resume`) and `BASE.log.jsonl` (one JSON line per evaluation).
+//! (checkpoint, for `--resume`) and `BASE.log.jsonl` (one JSON line per evaluation), and
+//! holds `BASE.lock` for the run (a second run on the same `--out` is refused).
+//!
+//! Every input is checked before work starts (`folio_exporter::validate`). Errors print one
+//! line, `exporter: error: ...`, and exit with status 1 (2 for bad command-line syntax).
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use folio_exporter::checkpoint::to_f32;
@@ -16,9 +20,15 @@ use folio_exporter::model::Mode;
 use folio_exporter::quantize::Encoding;
 use folio_exporter::report::{self, EvalSet};
 use folio_exporter::train::{self, Hyper, RunOpts};
+use folio_exporter::validate;
+use folio_runtime::cli::{self, printable};
+use folio_runtime::note;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -64,9 +74,10 @@ struct TrainArgs {
     /// Encoding of --out: f32, f16, q8_0 or q4_0 (quantised files keep 1-D tensors F32 and wpe F16).
     #[arg(long, default_value = "q8_0")]
     dtype: Encoding,
-    /// Hyper-parameter preset: edge (about 3 min on 2 CPU cores), model1, model2, model3.
-    #[arg(long, default_value = "edge")]
-    preset: String,
+    /// Hyper-parameter preset: edge (about 3 min on 2 CPU cores, the default), model1,
+    /// model2, model3.
+    #[arg(long)]
+    preset: Option<String>,
     /// auto (CUDA when available), cpu or cuda.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -82,8 +93,8 @@ struct TrainArgs {
     hyper: HyperArgs,
 }
 
-/// Overrides of the preset's hyper-parameters.
-#[derive(Args)]
+/// Overrides of the preset's hyper-parameters (serialised to list the ones given).
+#[derive(Args, Serialize)]
 struct HyperArgs {
     #[arg(long)]
     batch_size: Option<usize>,
@@ -176,17 +187,57 @@ struct QuantizeArgs {
     common: Common,
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().cmd {
+fn main() -> ExitCode {
+    // libtorch reports some failures (shapes, device memory) by panicking: keep those on one
+    // line too, with where they came from.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        note!(
+            "exporter: error: internal error at {at}: {}",
+            printable(msg.replace('\n', " ").chars())
+        );
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let mut out = std::io::stdout().lock();
+                return match write!(out, "{}", e.render()).and_then(|()| out.flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&format!("cannot write to standard output: {e}"), 1),
+                };
+            }
+            return fail(&cli::clap_line(&e), 2);
+        }
+    };
+    let done = match cli.cmd {
         Cmd::Train(a) => run_train(a),
         Cmd::Quantize(a) => run_quantize(a),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}"), 1),
     }
 }
 
-fn set_threads(n: i32) {
+/// The one error line, control characters escaped.
+fn fail(msg: &str, code: u8) -> ExitCode {
+    cli::fail("exporter", msg, code)
+}
+
+fn set_threads(n: i32) -> Result<()> {
+    validate::threads(n)?;
     if n > 0 {
         tch::set_num_threads(n);
     }
+    Ok(())
 }
 
 fn resolve_device(s: &str) -> Result<Device> {
@@ -203,7 +254,7 @@ fn resolve_device(s: &str) -> Result<Device> {
 
 fn load_data(path: Option<&Path>) -> Result<Dataset> {
     let text = data::load_text(path)?;
-    eprintln!(
+    note!(
         "data: {} ({} bytes, sha256 ok)",
         text.path.display(),
         text.text.len()
@@ -211,9 +262,9 @@ fn load_data(path: Option<&Path>) -> Result<Dataset> {
     Dataset::new(&text.text)
 }
 
-fn report_windows(c: &Common, m: &Master) -> usize {
+fn report_windows(c: &Common, block_size: usize) -> usize {
     match c.report_windows {
-        0 => 64.max(4096usize.div_ceil(m.cfg.block_size)),
+        0 => 64.max(4096usize.div_ceil(block_size.max(1))),
         n => n,
     }
 }
@@ -231,14 +282,38 @@ fn git_rev() -> String {
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
-    set_threads(a.common.threads);
+    set_threads(a.common.threads)?;
     let device = resolve_device(&a.device)?;
-    let data = load_data(a.common.data.as_deref())?;
     let paths = RunPaths::new(&a.out);
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let hyper = a.hyper.apply(Hyper::preset(&a.preset)?);
+    validate::out_paths(&[&paths.out, &paths.master, &paths.checkpoint, &paths.log])?;
+    let requested = a
+        .hyper
+        .apply(Hyper::preset(a.preset.as_deref().unwrap_or("edge"))?);
+    // Resuming continues the checkpoint's run: every flag given must agree with it.
+    let effective = if a.resume {
+        let ck = validate::checkpoint_hyper(&paths.checkpoint)?;
+        let mut given: Vec<String> = match serde_json::to_value(&a.hyper)? {
+            Value::Object(m) => m
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if a.preset.is_some() {
+            given.push("preset".into());
+        }
+        validate::resume(&ck, &requested, &given)?;
+        ck
+    } else {
+        requested.clone()
+    };
+    validate::hyper(&effective)?;
+    let data = load_data(a.common.data.as_deref())?;
+    let windows = report_windows(&a.common, effective.block_size);
+    validate::fits(&effective, &data, device, windows)?;
+    let _lock = validate::lock_run(&paths)?;
+    let hyper = requested;
     let opts = RunOpts {
         hyper,
         device,
@@ -250,7 +325,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
     let done = train::train(&data, &opts)?;
     let h = done.hyper.clone();
     if done.progress.step < h.max_iters {
-        eprintln!(
+        note!(
             "stopped at step {} of {}; checkpoint {}",
             done.progress.step,
             h.max_iters,
@@ -290,7 +365,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
     };
     let set = EvalSet::new(
         &data,
-        report_windows(&a.common, &master),
+        report_windows(&a.common, master.cfg.block_size),
         master.cfg.block_size,
     );
     let tch_loss = tch_window_loss(&done.model, &set, device)?;
@@ -302,7 +377,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         Some(&paths.master),
         &a.out,
     )?;
-    eprintln!(
+    note!(
         "trained {} steps in {:.1}s (train {:.1}s, eval {:.1}s): train {:.4}, val {:.4}; wrote {} and {}",
         p.step,
         p.total_seconds,
@@ -350,6 +425,7 @@ fn export_with_report(
     master_path: Option<&Path>,
     out: &Path,
 ) -> Result<()> {
+    validate::finite(master)?;
     let t0 = Instant::now();
     let f32_plan = master.default_plan(Encoding::F32);
     let f32_bytes = master.to_bytes(&f32_plan, "f32", &master.train)?;
@@ -378,7 +454,7 @@ fn export_with_report(
     let tch = tch_loss
         .map(|l| format!(" (tch f32 {l:.4})"))
         .unwrap_or_default();
-    eprintln!(
+    note!(
         "quantisation report ({} val windows, {} positions, by folio-runtime, {:.1}s): f32 {:.4}{tch}, {} {:.4} ({:+.3}%, target +{:.1}%{})",
         rep.windows,
         rep.positions,
@@ -391,24 +467,28 @@ fn export_with_report(
         if rep.within_target { ", ok" } else { ", MISSED" }
     );
     if !rep.promoted.is_empty() {
-        eprintln!("  kept at higher precision: {:?}", rep.promoted);
+        note!("  kept at higher precision: {:?}", rep.promoted);
     }
     Ok(())
 }
 
 fn run_quantize(a: QuantizeArgs) -> Result<()> {
-    set_threads(a.common.threads);
+    set_threads(a.common.threads)?;
+    validate::out_paths(&[&a.out])?;
+    validate::input_file(&a.input, u64::MAX)
+        .with_context(|| format!("reading {}", a.input.display()))?;
     let master = Master::read(&a.input)?;
+    validate::master(&master, &a.input)?;
     let data = load_data(a.common.data.as_deref())?;
     if data.vocab != master.vocab {
         bail!("{}: its vocabulary is not this data's", a.input.display());
     }
     let set = EvalSet::new(
         &data,
-        report_windows(&a.common, &master),
+        report_windows(&a.common, master.cfg.block_size),
         master.cfg.block_size,
     );
     export_with_report(&master, a.dtype, &set, None, None, &a.out)?;
-    eprintln!("wrote {}", a.out.display());
+    note!("wrote {}", a.out.display());
     Ok(())
 }

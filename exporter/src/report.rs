@@ -165,7 +165,9 @@ pub fn choose_plan(
             let enc = plan[&name].promote();
             plan.insert(name.clone(), enc);
             loss = loss_of(&plan, set)?;
-            eprintln!("  promoted {name} to {enc} (alone it cost {delta:+.4}): val {loss:.4}");
+            folio_runtime::note!(
+                "  promoted {name} to {enc} (alone it cost {delta:+.4}): val {loss:.4}"
+            );
             if within(loss) {
                 break;
             }

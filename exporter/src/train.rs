@@ -321,7 +321,7 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
         let mut opt = AdamW::new(&vs);
         ck.restore(&mut opt)?;
         truncate_log(opts.log, ck.progress.step)?;
-        eprintln!(
+        folio_runtime::note!(
             "resuming {} at step {}/{}",
             opts.checkpoint.display(),
             ck.progress.step,
@@ -357,7 +357,7 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
             Progress::default(),
         )
     };
-    eprintln!(
+    folio_runtime::note!(
         "{} parameters; {} train / {} val tokens; device {:?}",
         crate::model::n_params(&vs),
         data.train.len(),
@@ -415,7 +415,7 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
                 line.tokens_per_s, line.elapsed
             );
             if bar.is_hidden() {
-                eprintln!("{msg}");
+                folio_runtime::note!("{msg}");
             } else {
                 bar.println(msg);
             }

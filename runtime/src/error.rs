@@ -433,6 +433,12 @@ pub enum Error {
     },
     /// [`crate::Generator::next`] was called before a non-empty prompt.
     EmptyPrompt,
+    /// The sampler was given a NaN or infinite logit (non-finite weights, or an overflow in
+    /// the forward pass): no token can be drawn from it.
+    NonFiniteLogit {
+        /// Token id of the first non-finite logit.
+        token: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -548,6 +554,10 @@ impl fmt::Display for Error {
                 write!(f, "buffer too small: {needed} elements needed")
             }
             Self::EmptyPrompt => f.write_str("the prompt is empty"),
+            Self::NonFiniteLogit { token } => write!(
+                f,
+                "the logit of token {token} is NaN or infinite (the model's weights or activations are not finite)"
+            ),
         }
     }
 }

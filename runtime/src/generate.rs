@@ -61,23 +61,38 @@ impl<'s, 'a> Generator<'s, 'a> {
     /// Start over with `tokens` as the context (longer prompts are windowed as the mode
     /// says). Errors: [`Error::EmptyPrompt`], [`Error::TokenOutOfRange`] (checked before
     /// anything runs).
+    ///
+    /// The result is the state that feeding the tokens one at a time would leave, reached
+    /// in at most `block_size` forward passes whatever the prompt's length: the window is
+    /// always the most recent tokens, and its KV cache is exactly a fresh pass over them
+    /// from position 0, so only the window's length has to be worked out
+    /// ([`window_len`]).
     pub fn prompt(&mut self, tokens: &[u32]) -> Result<(), Error> {
-        let vocab_size = self.session.model().config().vocab_size;
+        let cfg = *self.session.model().config();
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= vocab_size) {
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
             return Err(Error::TokenOutOfRange {
                 token,
-                vocab_size: vocab_size as u32,
+                vocab_size: cfg.vocab_size as u32,
             });
         }
+        let w = window_len(self.mode, tokens.len(), cfg.block_size);
+        let window = tokens.get(tokens.len() - w..).unwrap_or(&[]);
         self.len = 0;
         self.pending = None;
         self.ready = false;
-        for &t in tokens {
-            self.feed(t)?;
+        for (slot, &t) in self.session.history.iter_mut().zip(window) {
+            *slot = t;
         }
+        if self.mode == ContextMode::Shift {
+            for (p, &t) in window.iter().enumerate() {
+                self.session.forward(t, p)?;
+            }
+            self.ready = true;
+        }
+        self.len = w;
         Ok(())
     }
 
@@ -157,6 +172,26 @@ impl<'s, 'a> Generator<'s, 'a> {
     /// Take the session and sampler back.
     pub fn into_parts(self) -> (Session<'s, 'a>, Sampler) {
         (self.session, self.sampler)
+    }
+}
+
+/// Tokens in the window after feeding `n` tokens one at a time into an empty window of
+/// `block` positions under `mode`.
+///
+/// Exact keeps the last `block`. Shift fills the window, then on each token that finds it
+/// full keeps the most recent `keep = block / 2` and appends: past the first `block`
+/// tokens the length cycles through `keep + 1 ..= block` with period `block - keep`.
+pub fn window_len(mode: ContextMode, n: usize, block: usize) -> usize {
+    if n <= block {
+        return n;
+    }
+    match mode {
+        ContextMode::Exact => block,
+        ContextMode::Shift => {
+            let keep = block / 2;
+            let period = (block - keep).max(1);
+            keep + 1 + (n - 1 - block) % period
+        }
     }
 }
 
@@ -274,6 +309,73 @@ mod tests {
         g.prompt(&prompt).unwrap();
         // 8 fill the window; the 9th shifts: keep 4 (4..8), then 8.
         assert_eq!(g.window(), &[4, 5, 6, 7, 8]);
+    }
+
+    /// The previous `prompt`: every token through `feed`, shifting as the window fills.
+    fn prompt_token_by_token(g: &mut Generator<'_, '_>, tokens: &[u32]) {
+        g.len = 0;
+        g.pending = None;
+        g.ready = false;
+        for &t in tokens {
+            g.feed(t).unwrap();
+        }
+    }
+
+    #[test]
+    fn long_prompts_skip_to_the_window_token_by_token_feeding_ends_with() {
+        let file = Aligned::new(&build(&SMALL));
+        let model = Model::from_bytes(file.bytes()).unwrap();
+        let block = model.config().block_size;
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 5,
+        };
+        let (mut ma, mut mb) = (
+            vec![0u8; model.session_bytes()],
+            vec![0u8; model.session_bytes()],
+        );
+        for mode in [ContextMode::Shift, ContextMode::Exact] {
+            for n in 1..=5 * block + 3 {
+                let prompt: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % 29).collect();
+                let sa = model.session(&mut ma).unwrap();
+                let sb = model.session(&mut mb).unwrap();
+                let mut a = Generator::with_mode(sa, Sampler::new(cfg).unwrap(), mode);
+                let mut b = Generator::with_mode(sb, Sampler::new(cfg).unwrap(), mode);
+                a.prompt(&prompt).unwrap();
+                prompt_token_by_token(&mut b, &prompt);
+                assert_eq!(a.window(), b.window(), "{mode:?} n={n}");
+                assert_eq!(a.window().len(), window_len(mode, n, block));
+                assert_eq!(a.ready, b.ready);
+                if mode == ContextMode::Shift {
+                    // Bit-identical logits: the same KV cache over the same positions.
+                    let (la, lb) = (a.session().logits(), b.session().logits());
+                    assert!(la.iter().zip(lb).all(|(x, y)| x.to_bits() == y.to_bits()));
+                }
+                // And the same continuation, across the next shifts.
+                for step in 0..2 * block {
+                    assert_eq!(a.next(), b.next(), "{mode:?} n={n} step {step}");
+                }
+            }
+        }
+        // Odd and tiny windows follow the same cycle.
+        for block in [1, 2, 3, 5, 8] {
+            let mut window = 0;
+            for n in 1..40 {
+                window = if window >= block {
+                    block / 2 + 1
+                } else {
+                    window + 1
+                };
+                assert_eq!(
+                    window_len(ContextMode::Shift, n, block),
+                    window,
+                    "{block} {n}"
+                );
+                assert_eq!(window_len(ContextMode::Exact, n, block), n.min(block));
+            }
+        }
     }
 
     #[test]

@@ -46,7 +46,8 @@
 //!
 //! # Features
 //!
-//! `std` (default): [`file::MappedModel`] (memmap2) and the `folio` CLI.
+//! `std` (default): [`file::MappedModel`] (memmap2), [`cli`] (what the `folio` and
+//! `exporter` command lines share) and the `folio` CLI.
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(feature = "std"), forbid(unsafe_code))]
 #![cfg_attr(feature = "std", deny(unsafe_code))]
@@ -64,6 +65,8 @@
 #[cfg(all(feature = "std", not(test)))]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod cli;
 pub mod config;
 pub mod error;
 #[cfg(feature = "std")]

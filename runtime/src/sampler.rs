@@ -1,7 +1,9 @@
 //! Stage 6: logits → next token.
 //!
 //! - `temperature == 0`: greedy, `folio_kernels::argmax` (first index on ties); no random
-//!   number is drawn.
+//!   number is drawn. A temperature so small that `1 / temperature` overflows f32 (below
+//!   about `2.9e-39`) is greedy too: that is the softmax's limit, and the scaled logits would
+//!   otherwise be `0 · inf = NaN`.
 //! - otherwise `p_i ∝ exp((l_i - max) / temperature)`, then optionally top-k (keep the `k`
 //!   most likely) and top-p (keep the smallest most-likely prefix whose mass reaches
 //!   `top_p` of what top-k kept), then one draw from what is left.
@@ -9,6 +11,10 @@
 //! Top-k/top-p use partial selection (select the next largest, stop when done): `O(k·V)`
 //! and no sort code in flash. Scratch (`probs`, `idx`, `V` each) comes from the caller;
 //! [`crate::Session::sample`] passes the session's own.
+//!
+//! Every logit must be finite: a NaN or infinite one (non-finite weights) is
+//! [`Error::NonFiniteLogit`], whatever the settings, so a broken model stops instead of
+//! emitting one token forever.
 //!
 //! PRNG: **xorshift64\*** (Vigna 2016: `x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
 //! out = x * 0x2545F4914F6CDD1D`), state seeded by one round of **splitmix64** of `seed`.
@@ -19,7 +25,8 @@ use crate::error::{Error, SamplerParam};
 /// Sampling settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplerConfig {
-    /// Softmax temperature; `0` = greedy. Must be finite and `>= 0`.
+    /// Softmax temperature; `0` = greedy. Must be finite and `>= 0`; values below about
+    /// `2.9e-39` (whose inverse overflows) are greedy as well.
     pub temperature: f32,
     /// Keep only the `top_k` most likely tokens; `0` = off.
     pub top_k: usize,
@@ -91,6 +98,8 @@ impl Rng {
 #[derive(Debug, Clone)]
 pub struct Sampler {
     config: SamplerConfig,
+    /// `1 / temperature`, or `None` for greedy decoding.
+    inv_t: Option<f32>,
     rng: Rng,
 }
 
@@ -107,8 +116,10 @@ impl Sampler {
                 param: SamplerParam::TopP,
             });
         }
+        let inv_t = Some(1.0 / config.temperature).filter(|i| i.is_finite());
         Ok(Sampler {
             config,
+            inv_t,
             rng: Rng::new(config.seed),
         })
     }
@@ -118,8 +129,14 @@ impl Sampler {
         &self.config
     }
 
+    /// True when this sampler decodes greedily (temperature 0, or too small to invert).
+    pub fn is_greedy(&self) -> bool {
+        self.inv_t.is_none()
+    }
+
     /// Pick a token from `logits (V)`. `probs` and `idx` are scratch of at least `V`
     /// elements each (else [`Error::BufferTooSmall`]); their contents are overwritten.
+    /// A NaN or infinite logit is [`Error::NonFiniteLogit`].
     pub fn sample(
         &mut self,
         logits: &[f32],
@@ -130,13 +147,18 @@ impl Sampler {
         let (Some(probs), Some(idx)) = (probs.get_mut(..v), idx.get_mut(..v)) else {
             return Err(Error::BufferTooSmall { needed: v });
         };
-        let cfg = self.config;
-        if cfg.temperature == 0.0 || v <= 1 {
-            return Ok(folio_kernels::argmax(logits) as u32);
+        if let Some(token) = logits.iter().position(|l| !l.is_finite()) {
+            return Err(Error::NonFiniteLogit {
+                token: token as u32,
+            });
         }
+        let cfg = self.config;
+        let inv_t = match self.inv_t {
+            Some(inv_t) if v > 1 => inv_t,
+            _ => return Ok(folio_kernels::argmax(logits) as u32),
+        };
         // probs (V) = exp((l - max) / T), unnormalised.
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let inv_t = 1.0 / cfg.temperature;
         let mut total = 0.0f32;
         for (p, &l) in probs.iter_mut().zip(logits) {
             *p = folio_kernels::math::expf((l - max) * inv_t);
@@ -424,10 +446,63 @@ mod tests {
             s.sample(&LOGITS, &mut [0.0; 4], &mut [0; 5]),
             Err(Error::BufferTooSmall { needed: 5 })
         );
-        // NaN logits never panic and give a token in range.
-        let t = s
-            .sample(&[f32::NAN, 1.0, f32::NAN], &mut [0.0; 3], &mut [0; 3])
-            .unwrap();
-        assert!(t < 3);
+    }
+
+    #[test]
+    fn non_finite_logits_are_an_error_in_every_mode() {
+        let greedy = SamplerConfig::greedy();
+        let sampled = SamplerConfig {
+            temperature: 0.7,
+            top_k: 2,
+            top_p: 0.9,
+            seed: 3,
+        };
+        for cfg in [greedy, sampled, SamplerConfig::default()] {
+            let mut s = Sampler::new(cfg).unwrap();
+            for (bad, at) in [
+                ([1.0, f32::NAN, 2.0], 1),
+                ([f32::INFINITY, 1.0, 2.0], 0),
+                ([1.0, 2.0, f32::NEG_INFINITY], 2),
+            ] {
+                assert_eq!(
+                    s.sample(&bad, &mut [0.0; 3], &mut [0; 3]),
+                    Err(Error::NonFiniteLogit { token: at }),
+                    "{cfg:?} {bad:?}"
+                );
+            }
+            // A single-token vocabulary is checked too.
+            assert_eq!(
+                s.sample(&[f32::NAN], &mut [0.0; 1], &mut [0; 1]),
+                Err(Error::NonFiniteLogit { token: 0 })
+            );
+        }
+    }
+
+    #[test]
+    fn temperatures_whose_inverse_overflows_are_greedy() {
+        // 1 / 1e-40 overflows f32; before, (l - max) * inf gave 0 * inf = NaN for the best
+        // token and the draw always fell through to token 0.
+        for t in [1e-40f32, f32::MIN_POSITIVE / 8.0, 1e-45] {
+            assert!((1.0 / t).is_infinite(), "{t}");
+            let cfg = SamplerConfig {
+                temperature: t,
+                seed: 9,
+                ..Default::default()
+            };
+            assert!(Sampler::new(cfg).unwrap().is_greedy());
+            assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1), "{t}");
+            let last_best = [0.5, -1.0, 0.25, 3.0];
+            assert!(draw(cfg, &last_best, 5).iter().all(|&x| x == 3), "{t}");
+        }
+        // A temperature just above the overflow still samples (sharply).
+        let t = 4e-39f32;
+        assert!((1.0 / t).is_finite());
+        let cfg = SamplerConfig {
+            temperature: t,
+            seed: 9,
+            ..Default::default()
+        };
+        assert!(!Sampler::new(cfg).unwrap().is_greedy());
+        assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1));
     }
 }

@@ -6,14 +6,29 @@
 //! folio bench MODEL [-n N] [--json]
 //! folio info MODEL
 //! ```
+//! Every command also takes `--no-mmap` (read the file into memory instead of mapping it)
+//! and `--max-memory BYTES` (default 1G: the most folio allocates for a model's session
+//! and, with `--no-mmap`, the file copy; checked before allocating).
 //!
 //! Errors print one line, `folio: error: ...`, to stderr and exit with status 1 (2 for
-//! bad command-line syntax).
-use anyhow::{bail, Context, Result};
+//! bad command-line syntax). Standard output is written through a checked handle: a
+//! closed stdout, a full disk or a closed pipe is such an error, never a silent loss.
+//! Writes to stderr are best effort and never panic. Text that comes from the file
+//! (metadata, tensor names, vocabulary) or the command line is printed with its control
+//! characters escaped (`folio_runtime::cli::printable`).
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
+use folio_runtime::cli::{self, printable};
 use folio_runtime::file::MappedModel;
-use folio_runtime::{unescape, ContextMode, Generator, Model, Sampler, SamplerConfig};
-use std::io::{self, Write};
+use folio_runtime::note;
+use folio_runtime::weights::{LayerNorm, Matrix, Vector, Weights};
+use folio_runtime::{
+    unescape, ContextMode, Generator, Model, Sampler, SamplerConfig, TensorId, TensorKind,
+};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -27,8 +42,37 @@ const MAX_GENERATE: usize = 1_000_000;
     about = "Run folio character-level GPT models"
 )]
 struct Cli {
+    /// Read the model file into memory instead of memory-mapping it (for a file that may
+    /// change or be truncated while folio runs: a mapped file must not).
+    #[arg(long, global = true)]
+    no_mmap: bool,
+    /// Most bytes folio allocates for the model: its session (KV cache and activations)
+    /// plus, with --no-mmap, the copy of the file. Suffixes K, M, G, T (powers of 1024).
+    #[arg(long, global = true, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes)]
+    max_memory: u64,
     #[command(subcommand)]
     command: Command,
+}
+
+/// A byte count: digits, optionally followed by K, M, G or T (powers of 1024), with an
+/// optional `B` or `iB` after the letter.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("expected a byte count such as 1073741824, 512M or 2G, got {s:?}");
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.to_ascii_uppercase();
+    let unit = unit.trim_end_matches("IB").trim_end_matches('B');
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
 }
 
 #[derive(Subcommand)]
@@ -86,40 +130,171 @@ enum Command {
     },
 }
 
+/// The one error line, control characters escaped.
+fn fail(msg: &str, code: u8) -> ExitCode {
+    cli::fail("folio", msg, code)
+}
+
 fn main() -> ExitCode {
+    // Before anything else opens a file (which could take descriptor 1 if it is closed).
+    let mut out = match Stdout::open() {
+        Ok(out) => out,
+        Err(e) => return fail(&e.to_string(), 1),
+    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
+                let shown = write!(out, "{}", e.render()).and_then(|()| out.flush());
+                return match shown {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&e.to_string(), 1),
+                };
             }
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                eprintln!("folio: error: missing subcommand or argument (see folio --help)");
-                return ExitCode::from(2);
+                return fail("missing subcommand or argument (see folio --help)", 2);
             }
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("folio: error: {}", line.trim_start_matches("error: "));
-            return ExitCode::from(2);
+            return fail(&cli::clap_line(&e), 2);
         }
     };
-    match run(cli.command) {
+    let opts = Opts {
+        no_mmap: cli.no_mmap,
+        max_memory: cli.max_memory,
+    };
+    match run(cli.command, &opts, &mut out).and_then(|()| Ok(out.flush()?)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if e.downcast_ref::<io::Error>()
-                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("folio: error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(&format!("{e:#}"), 1),
     }
 }
 
-fn run(command: Command) -> Result<()> {
+/// Options shared by every command.
+struct Opts {
+    no_mmap: bool,
+    max_memory: u64,
+}
+
+/// Standard output through a descriptor of its own: Rust's `io::stdout()` reports success
+/// for writes to a closed descriptor 1, so a closed stdout would lose output silently.
+/// Every error names stdout.
+struct Stdout(BufWriter<File>);
+
+impl Stdout {
+    fn open() -> io::Result<Self> {
+        let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "standard output is not open");
+        if !stdout_open_at_start() {
+            return Err(closed());
+        }
+        let fd = io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|_| closed())?;
+        Ok(Stdout(BufWriter::new(File::from(fd))))
+    }
+}
+
+/// Whether descriptor 1 was open when the process started. Rust's runtime reopens a closed
+/// standard descriptor on `/dev/null` before `main`, which would make a closed stdout
+/// swallow the output, so the state is recorded by an ELF constructor that runs earlier.
+fn stdout_open_at_start() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        STDOUT_AT_START.load(std::sync::atomic::Ordering::Relaxed) != 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
+    }
+}
+
+/// 1 while descriptor 1 was open at start (the default if the constructor did not run).
+#[cfg(target_os = "linux")]
+static STDOUT_AT_START: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+#[used]
+#[link_section = ".init_array"]
+static RECORD_STDOUT: extern "C" fn() = record_stdout;
+
+#[cfg(target_os = "linux")]
+extern "C" fn record_stdout() {
+    // SAFETY: F_GETFD only reads descriptor 1's flags; it touches no memory of ours.
+    #[allow(unsafe_code)]
+    let open = unsafe { libc::fcntl(1, libc::F_GETFD) } != -1;
+    STDOUT_AT_START.store(u8::from(open), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn stdout_error(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot write to standard output: {e}"))
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(stdout_error)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(stdout_error)
+    }
+}
+
+/// What a command may still allocate for the model, out of `--max-memory`.
+struct Budget {
+    max: u64,
+    left: u64,
+}
+
+impl Budget {
+    fn new(opts: &Opts) -> Self {
+        Budget {
+            max: opts.max_memory,
+            left: opts.max_memory,
+        }
+    }
+
+    /// Take `bytes` for `what`, or fail with the sizes before anything is allocated.
+    fn take(&mut self, bytes: u64, what: fmt::Arguments<'_>) -> Result<()> {
+        if bytes > self.left {
+            bail!(
+                "{what} needs {bytes} bytes ({}), more than the {} bytes left of --max-memory {} ({}); raise --max-memory to allow it",
+                human(bytes),
+                self.left,
+                self.max,
+                human(self.max)
+            );
+        }
+        self.left -= bytes;
+        Ok(())
+    }
+}
+
+/// `bytes` in binary units, for messages.
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// A zeroed buffer of `n` bytes, an error (not an abort) if the allocator refuses it.
+fn zeroed(n: usize) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| anyhow!("cannot allocate {n} bytes ({})", human(n as u64)))?;
+    v.resize(n, 0);
+    Ok(v)
+}
+
+fn run(command: Command, opts: &Opts, out: &mut Stdout) -> Result<()> {
     match command {
         Command::Generate {
             model,
@@ -137,6 +312,8 @@ fn run(command: Command) -> Result<()> {
                 ContextMode::Shift
             };
             generate(
+                opts,
+                out,
                 &model,
                 prompt.as_deref(),
                 n,
@@ -149,14 +326,50 @@ fn run(command: Command) -> Result<()> {
                 mode,
             )
         }
-        Command::Logits { model, text } => logits(&model, &text),
-        Command::Bench { model, n, json } => bench(&model, n, json),
-        Command::Info { model } => info(&model),
+        Command::Logits { model, text } => logits(opts, out, &model, &text),
+        Command::Bench { model, n, json } => bench(opts, out, &model, n, json),
+        Command::Info { model } => info(opts, out, &model),
     }
 }
 
-fn open(path: &str) -> Result<MappedModel> {
-    MappedModel::open(path).with_context(|| format!("cannot open {path}"))
+/// The model file, mapped or (`--no-mmap`) read into memory taken from `budget`.
+fn open(path: &str, opts: &Opts, budget: &mut Budget) -> Result<MappedModel> {
+    let file = if opts.no_mmap {
+        MappedModel::read(path, budget.left).map_err(|e| match e.kind() {
+            io::ErrorKind::OutOfMemory => anyhow!(
+                "{e} by --max-memory {} ({}); raise --max-memory to read it",
+                budget.max,
+                human(budget.max)
+            ),
+            _ => anyhow!(e),
+        })
+    } else {
+        MappedModel::open(path).map_err(|e| anyhow!(e))
+    };
+    let file = file.with_context(|| format!("cannot open {path}"))?;
+    budget.left = budget.left.saturating_sub(if file.is_mapped() {
+        0
+    } else {
+        file.bytes().len() as u64
+    });
+    Ok(file)
+}
+
+/// The session memory of `model`, checked against `budget` before it is allocated.
+fn session_memory(model: &Model<'_>, budget: &mut Budget) -> Result<Vec<u8>> {
+    let need = model.session_bytes();
+    let c = model.config();
+    budget.take(
+        need as u64,
+        format_args!(
+            "a session (block_size {}, n_layer {}, n_embd {}: KV cache {} bytes)",
+            c.block_size,
+            c.n_layer,
+            c.n_embd,
+            model.kv_bytes()
+        ),
+    )?;
+    zeroed(need).context("cannot allocate the session")
 }
 
 fn load<'m>(path: &str, map: &'m MappedModel) -> Result<Model<'m>> {
@@ -174,6 +387,8 @@ fn encode(model: &Model<'_>, what: &str, text: &str) -> Result<Vec<u32>> {
 }
 
 fn generate(
+    opts: &Opts,
+    out: &mut Stdout,
     path: &str,
     prompt: Option<&str>,
     n: usize,
@@ -184,7 +399,8 @@ fn generate(
         bail!("-n {n} is too large (at most {MAX_GENERATE})");
     }
     let sampler = Sampler::new(cfg)?;
-    let map = open(path)?;
+    let mut budget = Budget::new(opts);
+    let map = open(path, opts, &mut budget)?;
     let model = load(path, &map)?;
     let tok = model.tokenizer();
     let (text, tokens) = match prompt {
@@ -195,13 +411,12 @@ fn generate(
             None => (String::new(), vec![0]),
         },
     };
-    let mut mem = vec![0u8; model.session_bytes()];
+    let mut mem = session_memory(&model, &mut budget)?;
     let session = model.session(&mut mem)?;
     let mut generator = Generator::with_mode(session, sampler, mode);
     let t0 = Instant::now();
     generator.prompt(&tokens)?;
     let prompt_s = t0.elapsed().as_secs_f64();
-    let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
     let mut lat = Vec::with_capacity(n);
@@ -214,11 +429,10 @@ fn generate(
         out.write_all(ch.encode_utf8(&mut buf).as_bytes())?;
         out.flush()?;
     }
-    drop(out);
     if !lat.is_empty() {
         let total: f64 = lat.iter().sum();
         lat.sort_by(f64::total_cmp);
-        eprintln!(
+        note!(
             "\ngenerated {n} tokens: {:.3} ms/token p50, {:.3} p90, {:.3} p99; {:.0} tokens/s; prompt {} tokens in {:.3} ms",
             pct(&lat, 50.0) * 1e3,
             pct(&lat, 90.0) * 1e3,
@@ -240,8 +454,9 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn logits(path: &str, text: &str) -> Result<()> {
-    let map = open(path)?;
+fn logits(opts: &Opts, out: &mut Stdout, path: &str, text: &str) -> Result<()> {
+    let mut budget = Budget::new(opts);
+    let map = open(path, opts, &mut budget)?;
     let model = load(path, &map)?;
     let t = model.config().block_size;
     let chars = text.chars().count();
@@ -252,37 +467,25 @@ fn logits(path: &str, text: &str) -> Result<()> {
         bail!("--text is {chars} characters, longer than block_size {t}");
     }
     let tokens = encode(&model, "text", text)?;
-    let mut mem = vec![0u8; model.session_bytes()];
+    let mut mem = session_memory(&model, &mut budget)?;
     let mut session = model.session(&mut mem)?;
-    let mut s = String::from("{\"tokens\": [");
-    s += &tokens
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    s += "], \"logits\": [";
+    // Streamed: the JSON grows with the text times vocab_size, so it is never held whole.
+    let ids: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+    write!(out, "{{\"tokens\": [{}], \"logits\": [", ids.join(", "))?;
     for (pos, &tok) in tokens.iter().enumerate() {
         let l = session.forward(tok, pos)?;
-        if pos > 0 {
-            s += ", ";
+        out.write_all(if pos > 0 { b", [" } else { b"[" })?;
+        for (i, v) in l.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            if v.is_finite() {
+                write!(out, "{sep}{v:?}")?;
+            } else {
+                write!(out, "{sep}null")?;
+            }
         }
-        s += "[";
-        s += &l
-            .iter()
-            .map(|v| {
-                if v.is_finite() {
-                    format!("{v:?}")
-                } else {
-                    "null".into()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        s += "]";
+        out.write_all(b"]")?;
     }
-    s += "]}";
-    let mut out = io::stdout().lock();
-    writeln!(out, "{s}")?;
+    writeln!(out, "]}}")?;
     Ok(())
 }
 
@@ -292,15 +495,16 @@ fn json_str(s: &str) -> String {
         match c {
             '"' => o += "\\\"",
             '\\' => o += "\\\\",
-            c if (c as u32) < 0x20 => o += &format!("\\u{:04x}", c as u32),
+            c if c.is_control() => o += &format!("\\u{:04x}", c as u32),
             c => o.push(c),
         }
     }
     o + "\""
 }
 
-fn bench(path: &str, n: Option<usize>, json: bool) -> Result<()> {
-    let map = open(path)?;
+fn bench(opts: &Opts, out: &mut Stdout, path: &str, n: Option<usize>, json: bool) -> Result<()> {
+    let mut budget = Budget::new(opts);
+    let map = open(path, opts, &mut budget)?;
     let model = load(path, &map)?;
     let cfg = *model.config();
     let n = n.unwrap_or(cfg.block_size.min(256));
@@ -313,7 +517,12 @@ fn bench(path: &str, n: Option<usize>, json: bool) -> Result<()> {
             cfg.block_size
         );
     }
-    let mut mem = vec![0u8; model.session_bytes()];
+    // The token list and the latencies: n u32 + n f64, counted with the session.
+    budget.take(
+        12 * n as u64,
+        format_args!("-n {n} (the bench's token list and latencies)"),
+    )?;
+    let mut mem = session_memory(&model, &mut budget)?;
     let tokens: Vec<u32> = (0..n).map(|i| (i % cfg.vocab_size) as u32).collect();
     // Warm-up, then prompt processing: forward over n positions.
     {
@@ -349,7 +558,6 @@ fn bench(path: &str, n: Option<usize>, json: bool) -> Result<()> {
         model.kv_bytes(),
         model.session_bytes(),
     );
-    let mut out = io::stdout().lock();
     if json {
         writeln!(
             out,
@@ -364,7 +572,7 @@ fn bench(path: &str, n: Option<usize>, json: bool) -> Result<()> {
             map.bytes().len()
         )?;
     } else {
-        writeln!(out, "model: {path}")?;
+        writeln!(out, "model: {}", printable(path.chars()))?;
         writeln!(out, "decode: {n} tokens, {:.1} us p50, {:.1} us p90, {:.1} us p99, {decode_tps:.0} tokens/s", us(50.0), us(90.0), us(99.0))?;
         writeln!(out, "prompt: {n} tokens, {prompt_tps:.0} tokens/s")?;
         writeln!(
@@ -376,17 +584,18 @@ fn bench(path: &str, n: Option<usize>, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn info(path: &str) -> Result<()> {
-    let map = open(path)?;
+fn info(opts: &Opts, out: &mut Stdout, path: &str) -> Result<()> {
+    let mut budget = Budget::new(opts);
+    let map = open(path, opts, &mut budget)?;
     let model = load(path, &map)?;
     let c = model.config();
-    let mut out = io::stdout().lock();
-    let meta = |k: &str| {
-        model
-            .metadata(k)
-            .map(|raw| unescape(raw).collect::<String>())
-    };
-    writeln!(out, "file: {path} ({} bytes)", map.bytes().len())?;
+    let meta = |k: &str| model.metadata(k).map(|raw| printable(unescape(raw)));
+    writeln!(
+        out,
+        "file: {} ({} bytes)",
+        printable(path.chars()),
+        map.bytes().len()
+    )?;
     writeln!(
         out,
         "format: {}, dtype label: {}",
@@ -412,8 +621,8 @@ fn info(path: &str) -> Result<()> {
         model.session_bytes(),
         model.kv_bytes()
     )?;
-    let vocab: String = model.tokenizer().chars().iter().collect();
-    writeln!(out, "vocab: {vocab:?}")?;
+    let vocab = printable(model.tokenizer().chars().iter().copied());
+    writeln!(out, "vocab: \"{vocab}\"")?;
     let mut counts: Vec<(&str, usize)> = Vec::new();
     for (_, enc) in model.encodings() {
         match counts.iter_mut().find(|(n, _)| *n == enc.as_str()) {
@@ -428,7 +637,7 @@ fn info(path: &str) -> Result<()> {
     }
     writeln!(out, "tensors ({}):", model.tensor_count())?;
     for ti in model.tensors() {
-        let name: String = ti.name().collect();
+        let name = printable(ti.name());
         let shape: Vec<String> = ti.shape().iter().map(|d| d.to_string()).collect();
         let used = ti.id().is_some_and(|id| {
             let per_layer_ok = !id.kind.per_layer() || (id.layer as usize) < c.n_layer;
@@ -445,8 +654,65 @@ fn info(path: &str) -> Result<()> {
             ti.bytes()
         )?;
     }
+    match non_finite(model.weights()) {
+        None => writeln!(out, "weights: all finite")?,
+        Some((count, first)) => writeln!(
+            out,
+            "weights: {count} NaN or infinite values (first found in {first}): this model's logits are not finite"
+        )?,
+    }
     if let Some(train) = meta("folio.train") {
         writeln!(out, "folio.train: {train}")?;
     }
     Ok(())
+}
+
+/// The number of NaN or infinite values in the weights the forward pass reads (quantised
+/// matrices: in their scales; the codes are integers), and the first tensor holding one.
+fn non_finite(w: &Weights<'_>) -> Option<(u64, TensorId)> {
+    let id = |kind, layer: usize, scale| TensorId {
+        kind,
+        layer: layer as u8,
+        scale,
+    };
+    let mut found: Option<(u64, TensorId)> = None;
+    let mut note = |n: u64, at: TensorId| {
+        if n > 0 {
+            found.get_or_insert((0, at)).0 += n;
+        }
+    };
+    let f32s = |v: &[f32]| v.iter().filter(|x| !x.is_finite()).count() as u64;
+    let f16s = |v: &[half::f16]| v.iter().filter(|x| !x.is_finite()).count() as u64;
+    for (at, m) in w.matrices() {
+        match *m {
+            Matrix::F32(v) => note(f32s(v), at),
+            Matrix::F16(v) => note(f16s(v), at),
+            Matrix::Q8_0 { scales, .. } | Matrix::Q4_0 { scales, .. } => {
+                note(f16s(scales), TensorId { scale: true, ..at })
+            }
+        }
+    }
+    let mut vector = |v: &Vector<'_>, at: TensorId| match *v {
+        Vector::F32(v) => note(f32s(v), at),
+        Vector::F16(v) => note(f16s(v), at),
+    };
+    let mut norm = |n: &LayerNorm<'_>, weight, bias, layer| {
+        vector(&n.weight, id(weight, layer, false));
+        vector(&n.bias, id(bias, layer, false));
+    };
+    for (l, layer) in w.layers.iter().enumerate() {
+        norm(&layer.ln_1, TensorKind::Ln1Weight, TensorKind::Ln1Bias, l);
+        norm(&layer.ln_2, TensorKind::Ln2Weight, TensorKind::Ln2Bias, l);
+    }
+    norm(&w.ln_f, TensorKind::LnFWeight, TensorKind::LnFBias, 0);
+    for (l, layer) in w.layers.iter().enumerate() {
+        vector(&layer.attn_bias, id(TensorKind::AttnBias, l, false));
+        vector(
+            &layer.attn_proj_bias,
+            id(TensorKind::AttnProjBias, l, false),
+        );
+        vector(&layer.fc_bias, id(TensorKind::FcBias, l, false));
+        vector(&layer.mlp_proj_bias, id(TensorKind::MlpProjBias, l, false));
+    }
+    found
 }
