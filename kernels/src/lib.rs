@@ -19,11 +19,13 @@
 //!   SIMD backend there: plain arrays, 2-3x slower than the loops), except `matvec_q8`,
 //!   which on ARMv7E-M (`thumbv7em`, `cfg(folio_dsp)` from build.rs) runs `SXTB16` +
 //!   `SMLAD` inline `asm!`, bit-identical to its scalar reference.
-//! - elsewhere (baseline x86-64 = SSE2): `wide`, which picks SSE2 at compile time.
+//! - elsewhere (baseline x86-64 = SSE2): `wide`, which picks SSE2 at compile time; the
+//!   integer-dot matvecs run their scalar references there.
 //!
-//! `matvec_q8` quantises the activations to i16 and sums each group exactly in integers,
-//! so all its paths give the same bits (see its header). Element-wise ops (LayerNorm,
-//! GELU, softmax, argmax) go through `wide` on the hosts.
+//! `matvec_q8` and `matvec_q4` take activations quantised once per matmul to int8 groups
+//! ([`quantize_act`]) and sum each group exactly in integers; the float part has one
+//! defined order, so all their paths give the same bits (see `quantize_act.rs`).
+//! Element-wise ops (LayerNorm, GELU, softmax, argmax) go through `wide` on the hosts.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -43,6 +45,7 @@ pub mod matvec_f32;
 pub mod matvec_q4;
 pub mod matvec_q8;
 pub mod quant;
+pub mod quantize_act;
 pub mod softmax;
 
 pub use argmax::argmax;
@@ -54,6 +57,7 @@ pub use matvec_f16::matvec_f16;
 pub use matvec_f32::matvec_f32;
 pub use matvec_q4::matvec_q4;
 pub use matvec_q8::matvec_q8;
+pub use quantize_act::quantize_act;
 pub use softmax::softmax;
 
 pub use half::f16;

@@ -4,8 +4,9 @@
 //! columns, each with one f16 scale `d`:
 //! - q8_0: `d = max|x| / 127`, `q = round(x / d)` in `-127..=127`; `x ≈ q * d`.
 //! - q4_0 (as llama.cpp): `m` = the value of largest magnitude (with its sign), `d = m / -8`,
-//!   `q = clamp(round(x / d) + 8, 0, 15)`; `x ≈ (q - 8) * d`. Two values a byte: column
-//!   `2j` in the low nibble, `2j+1` in the high nibble.
+//!   `q = clamp(round(x / d) + 8, 0, 15)`; `x ≈ (q - 8) * d`. A group's 32 codes in 16
+//!   bytes, as llama.cpp's Q4_0: byte `j` holds column `j` in the low nibble and column
+//!   `j + 16` in the high nibble.
 //!
 //! The scale is rounded to f16 before the values are divided by it, so the stored scale
 //! is the one the codes were made with.
@@ -45,8 +46,9 @@ pub fn quantize_row_q4(q: &mut [u8], scales: &mut [f16], x: &[f32]) {
         let df = d.to_f32();
         let inv = if df != 0.0 { 1.0 / df } else { 0.0 };
         let code = |v: f32| (libm::roundf(v * inv) + 8.0).clamp(0.0, 15.0) as u8;
-        for (o, pair) in qg.iter_mut().zip(xg.chunks_exact(2)) {
-            *o = code(pair[0]) | (code(pair[1]) << 4);
+        let (lo, hi) = xg.split_at(QK / 2);
+        for ((o, &l), &h) in qg.iter_mut().zip(lo).zip(hi) {
+            *o = code(l) | (code(h) << 4);
         }
     }
 }
@@ -69,9 +71,10 @@ pub fn dequantize_row_q4(out: &mut [f32], q: &[u8], scales: &[f16]) {
         .zip(scales)
     {
         let d = s.to_f32();
-        for (pair, &b) in og.chunks_exact_mut(2).zip(qg) {
-            pair[0] = ((b & 0x0f) as i32 - 8) as f32 * d;
-            pair[1] = ((b >> 4) as i32 - 8) as f32 * d;
+        let (lo, hi) = og.split_at_mut(QK / 2);
+        for ((l, h), &b) in lo.iter_mut().zip(hi).zip(qg) {
+            *l = ((b & 0x0f) as i32 - 8) as f32 * d;
+            *h = ((b >> 4) as i32 - 8) as f32 * d;
         }
     }
 }

@@ -28,12 +28,15 @@ pub struct Config {
 /// Element counts of one session's buffers (see [`crate::Session`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SessionLayout {
-    /// f32 elements: `x, xn, y, tmp (C each) + qkv (3C) + hb (4C) + scores (T) + logits (V) + probs (V)`.
+    /// f32 elements: `x, xn, y, tmp (C each) + qkv (3C) + hb (4C) + scores (T) + logits (V)
+    /// + probs (V) + xs (4C / 32)`.
     pub n_f32: usize,
     /// u32 elements: `idx (V) + history (T)`.
     pub n_u32: usize,
     /// f16 elements: KV cache `(n_layer, 2, T, C)`.
     pub n_f16: usize,
+    /// i8 elements: `xq (4C)`, the int8 activations of the widest quantised matvec.
+    pub n_i8: usize,
     /// Total bytes including 3 bytes of alignment slack.
     pub bytes: usize,
 }
@@ -47,10 +50,12 @@ impl Config {
     /// Buffer sizes of a session; `None` on overflow.
     pub(crate) fn layout(&self) -> Option<SessionLayout> {
         let (c, t, v) = (self.n_embd, self.block_size, self.vocab_size);
+        let n_i8 = c.checked_mul(4)?;
         let n_f32 = c
             .checked_mul(11)?
             .checked_add(t)?
-            .checked_add(v.checked_mul(2)?)?;
+            .checked_add(v.checked_mul(2)?)?
+            .checked_add(n_i8 / folio_kernels::QK)?;
         let n_u32 = v.checked_add(t)?;
         let n_f16 = self
             .n_layer
@@ -61,11 +66,13 @@ impl Config {
             .checked_add(n_u32)?
             .checked_mul(4)?
             .checked_add(n_f16.checked_mul(2)?)?
+            .checked_add(n_i8)?
             .checked_add(ALIGN_SLACK)?;
         Some(SessionLayout {
             n_f32,
             n_u32,
             n_f16,
+            n_i8,
             bytes,
         })
     }
@@ -369,10 +376,11 @@ mod tests {
     fn session_layout_counts_every_buffer() {
         let c = parse(&raw(GOOD)).unwrap();
         let l = c.layout().unwrap();
-        // f32: 11C + T + 2V; u32: V + T; f16: L * 2 * T * C.
-        assert_eq!(l.n_f32, 11 * 128 + 64 + 2 * 65);
+        // f32: 11C + T + 2V + 4C / 32; u32: V + T; f16: L * 2 * T * C; i8: 4C.
+        assert_eq!(l.n_f32, 11 * 128 + 64 + 2 * 65 + 4 * 128 / 32);
         assert_eq!(l.n_u32, 65 + 64);
         assert_eq!(l.n_f16, 4 * 2 * 64 * 128);
-        assert_eq!(l.bytes, 3 + 4 * (l.n_f32 + l.n_u32) + 2 * l.n_f16);
+        assert_eq!(l.n_i8, 4 * 128);
+        assert_eq!(l.bytes, 3 + 4 * (l.n_f32 + l.n_u32) + 2 * l.n_f16 + l.n_i8);
     }
 }

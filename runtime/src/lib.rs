@@ -41,8 +41,9 @@
 //! # Session memory
 //!
 //! [`Model::session_bytes`] is exact: `3` bytes of alignment slack, then f32
-//! `x, xn, y, tmp (C) + qkv (3C) + hb (4C) + scores (T) + logits (V) + probs (V)`, u32
-//! `idx (V) + history (T)`, and the f16 KV cache `(n_layer, 2, T, C)`.
+//! `x, xn, y, tmp (C) + qkv (3C) + hb (4C) + scores (T) + logits (V) + probs (V) + xs
+//! (4C / 32)`, u32 `idx (V) + history (T)`, the f16 KV cache `(n_layer, 2, T, C)`, and
+//! i8 `xq (4C)` (`xq`, `xs`: the int8 activations of the q8_0 and q4_0 matvecs).
 //!
 //! # Features
 //!

@@ -7,7 +7,8 @@
 //! parsed; pass 2 checks each used tensor's dtype, shape and alignment and keeps a typed
 //! view of it. Nothing is copied and nothing is allocated.
 //!
-//! A [`Session`] owns caller memory: the f16 KV cache and the f32 activations. `forward`
+//! A [`Session`] owns caller memory: the f16 KV cache, the f32 activations and the int8
+//! activations of the quantised matvecs. `forward`
 //! follows the math of docs/FORMAT.md:
 //!
 //! ```text
@@ -21,7 +22,7 @@ use crate::format::{self, Entry, TensorInfo};
 use crate::kv_cache::KvCache;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{Encoding, Loader, Weights};
+use crate::weights::{ActScratch, Encoding, Loader, Weights};
 use crate::MAX_TENSORS;
 use folio_kernels::f16;
 
@@ -207,7 +208,8 @@ impl<'a> Model<'a> {
         let mem = mem.get_mut(off..).ok_or(too_small)?;
         let (fb, rest) = mem.split_at_mut_checked(l.n_f32 * 4).ok_or(too_small)?;
         let (ub, rest) = rest.split_at_mut_checked(l.n_u32 * 4).ok_or(too_small)?;
-        let hb = rest.get_mut(..l.n_f16 * 2).ok_or(too_small)?;
+        let (hb, rest) = rest.split_at_mut_checked(l.n_f16 * 2).ok_or(too_small)?;
+        let ib = rest.get_mut(..l.n_i8).ok_or(too_small)?;
         let mut f: &mut [f32] =
             bytemuck::try_cast_slice_mut(fb).map_err(|_| Error::BufferMisaligned)?;
         let mut u: &mut [u32] =
@@ -215,6 +217,8 @@ impl<'a> Model<'a> {
         let kv: &mut [f16] =
             bytemuck::try_cast_slice_mut(hb).map_err(|_| Error::BufferMisaligned)?;
         kv.fill(f16::ZERO);
+        let xq: &mut [i8] =
+            bytemuck::try_cast_slice_mut(ib).map_err(|_| Error::BufferMisaligned)?;
         let (c, t, v) = (
             self.config.n_embd,
             self.config.block_size,
@@ -233,6 +237,10 @@ impl<'a> Model<'a> {
             probs: take(&mut f, v)?,
             idx: take(&mut u, v)?,
             history: take(&mut u, t)?,
+            act: ActScratch {
+                xs: take(&mut f, l.n_i8 / folio_kernels::QK)?,
+                xq,
+            },
             kv: KvCache::new(kv, t, c),
         })
     }
@@ -276,6 +284,8 @@ pub struct Session<'s, 'a> {
     idx: &'s mut [u32],
     /// (T) the token at each cached position (kept by [`crate::Generator`])
     pub(crate) history: &'s mut [u32],
+    /// (4C) i8 + (4C / 32) f32: the quantised matvecs' int8 activations
+    act: ActScratch<'s>,
 }
 
 impl<'s, 'a> Session<'s, 'a> {
@@ -311,7 +321,7 @@ impl<'s, 'a> Session<'s, 'a> {
         for (l, layer) in w.layers.iter().enumerate() {
             layer.ln_1.apply(self.xn, self.x, eps);
             // qkv (3C) = c_attn · xn + b
-            layer.attn.matvec(self.qkv, self.xn);
+            layer.attn.matvec(self.qkv, self.xn, &mut self.act)?;
             layer.attn_bias.add_to(self.qkv);
             let (Some(q), Some(k), Some(v)) = (
                 self.qkv.get(..c),
@@ -327,20 +337,20 @@ impl<'s, 'a> Session<'s, 'a> {
                 let (kh, vh) = (kc.get(off..).unwrap_or(&[]), vc.get(off..).unwrap_or(&[]));
                 folio_kernels::attention_f16(yh, qh, kh, vh, c, pos + 1, self.scores);
             }
-            layer.attn_proj.matvec(self.tmp, self.y);
+            layer.attn_proj.matvec(self.tmp, self.y, &mut self.act)?;
             layer.attn_proj_bias.add_to(self.tmp);
             add(self.x, self.tmp);
             layer.ln_2.apply(self.xn, self.x, eps);
             // hb (4C) = gelu(c_fc · xn + b)
-            layer.fc.matvec(self.hb, self.xn);
+            layer.fc.matvec(self.hb, self.xn, &mut self.act)?;
             layer.fc_bias.add_to(self.hb);
             folio_kernels::gelu_tanh(self.hb);
-            layer.mlp_proj.matvec(self.tmp, self.hb);
+            layer.mlp_proj.matvec(self.tmp, self.hb, &mut self.act)?;
             layer.mlp_proj_bias.add_to(self.tmp);
             add(self.x, self.tmp);
         }
         w.ln_f.apply(self.xn, self.x, eps);
-        w.head().matvec(self.logits, self.xn);
+        w.head().matvec(self.logits, self.xn, &mut self.act)?;
         Ok(self.logits)
     }
 
@@ -455,11 +465,12 @@ mod tests {
                 }
             );
         }
-        // The documented layout: 3 + 4 (11C + T + 2V) + 4 (V + T) + 2 (L * 2 * T * C).
+        // The documented layout: 3 + 4 (11C + T + 2V + 4C / 32) + 4 (V + T)
+        // + 2 (L * 2 * T * C) + 4C.
         let (c, t, v, l) = (32, 8, 29, 2);
         assert_eq!(
             need,
-            3 + 4 * (11 * c + t + 2 * v) + 4 * (v + t) + 2 * (l * 2 * t * c)
+            3 + 4 * (11 * c + t + 2 * v + 4 * c / 32) + 4 * (v + t) + 2 * (l * 2 * t * c) + 4 * c
         );
         assert_eq!(model.kv_bytes(), 2 * (l * 2 * t * c));
     }

@@ -53,7 +53,8 @@ pub enum Matrix<'a> {
     },
     /// q4_0: `q` (rows, cols / 2) u8, `scales` (rows, cols / 32) f16.
     Q4_0 {
-        /// Codes, column `2j` in the low nibble of byte `j`.
+        /// Codes: in each group's 16 bytes, byte `j` holds column `j` (low nibble) and
+        /// `j + 16` (high nibble).
         q: &'a [u8],
         /// One scale per 32 columns of a row.
         scales: &'a [f16],
@@ -81,14 +82,28 @@ impl Matrix<'_> {
         }
     }
 
-    /// `out (rows) = self (rows, cols) · x (cols)`.
-    pub fn matvec(&self, out: &mut [f32], x: &[f32]) {
+    /// `out (rows) = self (rows, cols) · x (cols)`. The quantised encodings first quantise
+    /// `x` to int8 groups in `act` (`folio_kernels::quantize_act`); an `act` shorter than
+    /// `x` is [`Error::BufferTooSmall`].
+    pub fn matvec(
+        &self,
+        out: &mut [f32],
+        x: &[f32],
+        act: &mut ActScratch<'_>,
+    ) -> Result<(), Error> {
         match *self {
             Self::F32(w) => folio_kernels::matvec_f32(out, w, x),
             Self::F16(w) => folio_kernels::matvec_f16(out, w, x),
-            Self::Q8_0 { q, scales } => folio_kernels::matvec_q8(out, q, scales, x),
-            Self::Q4_0 { q, scales } => folio_kernels::matvec_q4(out, q, scales, x),
+            Self::Q8_0 { q, scales } => {
+                let (xq, xs) = act.quantize(x)?;
+                folio_kernels::matvec_q8(out, q, scales, xq, xs)
+            }
+            Self::Q4_0 { q, scales } => {
+                let (xq, xs) = act.quantize(x)?;
+                folio_kernels::matvec_q4(out, q, scales, xq, xs)
+            }
         }
+        Ok(())
     }
 
     /// `out (cols) = self[r, ..]` widened/dequantised to f32 (out of range: zeros).
@@ -118,6 +133,32 @@ impl Matrix<'_> {
         if done.is_none() {
             out.fill(0.0);
         }
+    }
+}
+
+/// Caller memory for the int8 activations of the q8_0 and q4_0 matvecs.
+#[derive(Debug)]
+pub struct ActScratch<'s> {
+    /// (cols) codes, at least the widest matrix's columns.
+    pub xq: &'s mut [i8],
+    /// (cols / 32) group scales.
+    pub xs: &'s mut [f32],
+}
+
+impl ActScratch<'_> {
+    /// `x` quantised into the first `x.len()` codes and `x.len() / 32` scales.
+    fn quantize(&mut self, x: &[f32]) -> Result<(&[i8], &[f32]), Error> {
+        let cols = x.len();
+        let xq = self
+            .xq
+            .get_mut(..cols)
+            .ok_or(Error::BufferTooSmall { needed: cols })?;
+        let xs = self
+            .xs
+            .get_mut(..cols / QK)
+            .ok_or(Error::BufferTooSmall { needed: cols / QK })?;
+        folio_kernels::quantize_act(xq, xs, x);
+        Ok((xq, xs))
     }
 }
 
@@ -683,9 +724,26 @@ mod tests {
                 0.3,
             ),
         ];
+        let (mut xq, mut xs) = ([0i8; 64], [0f32; 2]);
         for (m, tol) in mats {
             let mut out = [0f32; 3];
-            m.matvec(&mut out, &x);
+            let mut act = ActScratch {
+                xq: &mut xq,
+                xs: &mut xs,
+            };
+            m.matvec(&mut out, &x, &mut act).unwrap();
+            let mut short = ActScratch {
+                xq: &mut [0i8; 63],
+                xs: &mut [0f32; 2],
+            };
+            let quantised = matches!(m.encoding(), Encoding::Q8_0 | Encoding::Q4_0);
+            assert_eq!(
+                m.matvec(&mut out, &x, &mut short).is_err(),
+                quantised,
+                "{:?}",
+                m.encoding()
+            );
+            m.matvec(&mut out, &x, &mut act).unwrap();
             for r in 0..rows {
                 let mut row = [0f32; 64];
                 m.row(r, &mut row);
@@ -695,8 +753,14 @@ mod tests {
                     .map(|(a, b)| a * b)
                     .sum();
                 let via_row: f32 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
+                // int8 activations: half a step of max|x| / 127 = 1.5 / 127 an element.
+                let act_err = if quantised {
+                    row.iter().map(|v| v.abs()).sum::<f32>() * 0.51 * 1.5 / 127.0
+                } else {
+                    0.0
+                };
                 assert!(
-                    (out[r] - via_row).abs() < 1e-3,
+                    (out[r] - via_row).abs() < 1e-3 + act_err,
                     "{:?} row {r}",
                     m.encoding()
                 );
@@ -706,7 +770,11 @@ mod tests {
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f32::max);
                 assert!(row_err <= tol, "{:?} row {r}: {row_err}", m.encoding());
-                assert!((out[r] - exact).abs() <= tol * 64.0, "{:?}", m.encoding());
+                assert!(
+                    (out[r] - exact).abs() <= tol * 64.0 + act_err,
+                    "{:?}",
+                    m.encoding()
+                );
             }
             let mut row = [7f32; 64];
             m.row(rows, &mut row);

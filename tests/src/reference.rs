@@ -6,8 +6,12 @@
 //!
 //! The format stores the KV cache in f16, so by default ([`Options::FORMAT`]) the reference
 //! rounds every K and V value to f16 (`half`) before attention uses it, as the runtime must.
-//! [`Options::EXACT`] keeps K and V in f64, to show how far the f16 cache alone moves the
-//! logits (the parity tests print both).
+//! The runtime's q8_0 and q4_0 matvecs quantise their input vector to int8 groups first
+//! (per 32 values: scale `max|x| / 127`, codes `round_ties_even(x * 127 / max|x|)`, a
+//! group below `2^-100` as zeros; `folio_kernels::quantize_act`), so by default the
+//! reference does the same, in f64, before each q8_0/q4_0 matrix.
+//! [`Options::EXACT`] keeps K and V and every matrix input in f64, to show how far the f16
+//! cache and the int8 activations move the logits (the parity tests print both).
 use half::f16;
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
@@ -36,13 +40,21 @@ pub struct RefConfig {
 pub struct Options {
     /// Round K and V to f16 before use (the format's KV cache).
     pub kv_f16: bool,
+    /// Quantise the input of each q8_0/q4_0 matrix to int8 groups (the runtime's matvecs).
+    pub act_int8: bool,
 }
 
 impl Options {
-    /// As the format specifies: K and V rounded to f16.
-    pub const FORMAT: Options = Options { kv_f16: true };
+    /// As the runtime computes: K and V rounded to f16, int8 inputs to quantised matrices.
+    pub const FORMAT: Options = Options {
+        kv_f16: true,
+        act_int8: true,
+    };
     /// Everything in f64.
-    pub const EXACT: Options = Options { kv_f16: false };
+    pub const EXACT: Options = Options {
+        kv_f16: false,
+        act_int8: false,
+    };
 }
 
 /// A dense f64 matrix `[rows, cols]`, row-major.
@@ -51,6 +63,27 @@ struct Mat {
     rows: usize,
     cols: usize,
     w: Vec<f64>,
+    /// Stored as q8_0 or q4_0.
+    quantised: bool,
+}
+
+/// `x` through int8 groups of 32 as `folio_kernels::quantize_act` defines them: `amax =
+/// max |x|` (of `x` rounded to f32), a group below `2^-100` as zeros, else codes
+/// `round_ties_even(x * (127 / amax))` with the division and the product rounded to f32
+/// (the definition's arithmetic, so ties fall the same way), times `amax / 127`.
+fn int8_groups(x: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for (o, g) in out.chunks_mut(32).zip(x.chunks(32)) {
+        let amax = g.iter().fold(0.0f32, |m, &v| m.max((v as f32).abs()));
+        if (amax as f64) < 2f64.powi(-100) {
+            continue;
+        }
+        let inv = 127.0 / amax;
+        for (o, &v) in o.iter_mut().zip(g) {
+            *o = ((v as f32 * inv) as f64).round_ties_even() * (amax / 127.0) as f64;
+        }
+    }
+    out
 }
 
 impl Mat {
@@ -58,9 +91,16 @@ impl Mat {
         &self.w[r * self.cols..(r + 1) * self.cols]
     }
 
-    /// `W x + b`.
-    fn apply(&self, x: &[f64], b: Option<&[f64]>) -> Vec<f64> {
+    /// `W x + b`; with `opts.act_int8`, a quantised matrix sees `x` through int8 groups.
+    fn apply(&self, x: &[f64], b: Option<&[f64]>, opts: Options) -> Vec<f64> {
         assert_eq!(x.len(), self.cols);
+        let xq;
+        let x = if opts.act_int8 && self.quantised {
+            xq = int8_groups(x);
+            &xq[..]
+        } else {
+            x
+        };
         (0..self.rows)
             .map(|r| {
                 let mut acc = b.map_or(0.0, |b| b[r]);
@@ -132,6 +172,7 @@ fn matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<Mat,
         Ok(f16_values(s.data()))
     };
     let groups = cols / 32;
+    let quantised = matches!(t.dtype(), Dtype::I8 | Dtype::U8);
     let w = match t.dtype() {
         Dtype::F32 | Dtype::F16 => {
             if t.shape() != [rows, cols] {
@@ -169,8 +210,10 @@ fn matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<Mat,
             let mut w = vec![0.0; rows * cols];
             for r in 0..rows {
                 for c in 0..cols {
-                    let byte = q[r * (cols / 2) + c / 2];
-                    let nibble = if c % 2 == 0 { byte & 0x0f } else { byte >> 4 };
+                    // A group's byte j: column j in the low nibble, j + 16 in the high.
+                    let (g, j) = (c / 32, c % 32);
+                    let byte = q[r * (cols / 2) + g * 16 + j % 16];
+                    let nibble = if j < 16 { byte & 0x0f } else { byte >> 4 };
                     w[r * cols + c] = (nibble as f64 - 8.0) * s[r * groups + c / 32];
                 }
             }
@@ -178,7 +221,12 @@ fn matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<Mat,
         }
         d => return Err(format!("{name}: 2-D dtype {d:?}")),
     };
-    Ok(Mat { rows, cols, w })
+    Ok(Mat {
+        rows,
+        cols,
+        w,
+        quantised,
+    })
 }
 
 fn layernorm(x: &[f64], (w, b): &(Vec<f64>, Vec<f64>), eps: f64) -> Vec<f64> {
@@ -318,10 +366,11 @@ impl Reference {
             let mut qkv: Vec<Vec<f64>> = x
                 .iter()
                 .map(|xp| {
-                    layer
-                        .c_attn
-                        .0
-                        .apply(&layernorm(xp, &layer.ln1, cfg.eps), Some(&layer.c_attn.1))
+                    layer.c_attn.0.apply(
+                        &layernorm(xp, &layer.ln1, cfg.eps),
+                        Some(&layer.c_attn.1),
+                        opts,
+                    )
                 })
                 .collect();
             if opts.kv_f16 {
@@ -352,7 +401,7 @@ impl Reference {
                         }
                     }
                 }
-                let a = layer.c_proj.0.apply(&y, Some(&layer.c_proj.1));
+                let a = layer.c_proj.0.apply(&y, Some(&layer.c_proj.1), opts);
                 for (xv, av) in x[p].iter_mut().zip(&a) {
                     *xv += av;
                 }
@@ -362,11 +411,11 @@ impl Reference {
                 let hid: Vec<f64> = layer
                     .c_fc
                     .0
-                    .apply(&m, Some(&layer.c_fc.1))
+                    .apply(&m, Some(&layer.c_fc.1), opts)
                     .into_iter()
                     .map(gelu_tanh)
                     .collect();
-                let out = layer.mlp_proj.0.apply(&hid, Some(&layer.mlp_proj.1));
+                let out = layer.mlp_proj.0.apply(&hid, Some(&layer.mlp_proj.1), opts);
                 for (xv, ov) in xp.iter_mut().zip(&out) {
                     *xv += ov;
                 }
@@ -374,7 +423,7 @@ impl Reference {
         }
         let head = self.head.as_ref().unwrap_or(&self.wte);
         x.iter()
-            .map(|xp| head.apply(&layernorm(xp, &self.ln_f, cfg.eps), None))
+            .map(|xp| head.apply(&layernorm(xp, &self.ln_f, cfg.eps), None, opts))
             .collect()
     }
 }

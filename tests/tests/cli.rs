@@ -149,7 +149,7 @@ fn folio_logits_matches_reference_on_both_writers() {
                     "{label}: one logits row per position"
                 );
                 // The bounds of parity.rs (FLOAT_BOUND, QUANT_BOUND).
-                let bound = if plan.quantised() { 2e-3 } else { 5e-4 };
+                let bound = if plan.quantised() { 5e-2 } else { 5e-4 };
                 for (p, (g, w)) in got.iter().zip(&want).enumerate() {
                     let d = rel_diff(g, w);
                     assert!(

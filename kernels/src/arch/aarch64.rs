@@ -1,11 +1,14 @@
-//! aarch64 NEON primitives: f16 widening (`fcvtl`, baseline ARMv8.0: Pi 4 and up), int8
-//! widening (`sxtl`) and loads. NEON is part of the aarch64 baseline, so the NEON
+//! aarch64 NEON primitives: f16 widening (`fcvtl`, baseline ARMv8.0: Pi 4 and up), loads,
+//! and the row driver of the integer-dot matvecs. NEON is part of the aarch64 baseline, so the NEON
 //! kernels are selected at compile time with `cfg(target_feature = "neon")`; they and
 //! these helpers are `#[target_feature(enable = "neon")]` functions, so the one `unsafe`
 //! a kernel needs is at its call site in the op's public function.
 //!
-//! No `sdot` (`vdotq_s32` is unstable, and the Pi 4's Cortex-A72 lacks it): activations
-//! stay f32, so the quantised kernels widen i8 to f32 and use f32 FMA.
+//! The integer-dot matvecs use `smull`/`smlal2`/`sadalp` on the Cortex-A72 baseline and
+//! `sdot` (inline `asm!`: `vdotq_s32` is unstable) where `dotprod` is enabled at compile
+//! time; [`quad`] reduces group sums exactly and [`rows4`] drives
+//! their row value (the order is defined in [`crate::quantize_act`]).
+use crate::quantize_act::rows::{first, groups8, split4, used};
 use core::arch::aarch64::*;
 use half::f16;
 
@@ -43,33 +46,6 @@ pub fn store_f16(a: &mut [f16; 4], v: float32x4_t) {
     unsafe { vst1_u16(a.as_mut_ptr().cast::<u16>(), h) }
 }
 
-/// 16 i8 widened to 4 x 4 f32 (`sxtl`, `sxtl2`, `scvtf`).
-#[inline]
-#[target_feature(enable = "neon")]
-pub fn widen_i8x16(b: int8x16_t) -> [float32x4_t; 4] {
-    let lo = vmovl_s8(vget_low_s8(b));
-    let hi = vmovl_high_s8(b);
-    [
-        vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))),
-        vcvtq_f32_s32(vmovl_high_s16(lo)),
-        vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))),
-        vcvtq_f32_s32(vmovl_high_s16(hi)),
-    ]
-}
-
-/// 32 consecutive i8 (as two 16-byte blocks) in two NEON registers.
-#[inline]
-#[target_feature(enable = "neon")]
-pub fn load_i8x32(lo: &[u8; 16], hi: &[u8; 16]) -> [int8x16_t; 2] {
-    // SAFETY: `lo` and `hi` are 16 readable bytes each; unaligned loads.
-    unsafe {
-        [
-            vld1q_s8(lo.as_ptr().cast::<i8>()),
-            vld1q_s8(hi.as_ptr().cast::<i8>()),
-        ]
-    }
-}
-
 /// One f16 widened to f32 (`fcvtl`; `half` would convert in software here).
 #[inline]
 #[target_feature(enable = "neon")]
@@ -77,20 +53,241 @@ pub fn f16_to_f32(h: f16) -> f32 {
     vgetq_lane_f32::<0>(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h.to_bits()))))
 }
 
-/// 16 bytes of q4_0 nibbles (column 2j low, 2j+1 high, value = nibble - 8) as 32 i8
-/// in column order.
+/// 32 i8 in two registers.
 #[inline]
 #[target_feature(enable = "neon")]
-pub fn load_q4x32(a: &[u8; 16]) -> [int8x16_t; 2] {
+pub fn load_i8x16x2(a: &[i8; 32]) -> [int8x16_t; 2] {
+    // SAFETY: `a` is 32 readable bytes; unaligned loads.
+    unsafe { [vld1q_s8(a.as_ptr()), vld1q_s8(a.as_ptr().add(16))] }
+}
+
+/// 16 u8 in one register.
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn load_u8x16(a: &[u8; 16]) -> uint8x16_t {
     // SAFETY: `a` is 16 readable bytes; unaligned load.
-    let b = unsafe { vld1q_u8(a.as_ptr()) };
-    let lo = vandq_u8(b, vdupq_n_u8(0x0f));
-    let hi = vshrq_n_u8::<4>(b);
-    let eight = vdupq_n_s8(8);
-    [
-        vsubq_s8(vreinterpretq_s8_u8(vzip1q_u8(lo, hi)), eight),
-        vsubq_s8(vreinterpretq_s8_u8(vzip2q_u8(lo, hi)), eight),
-    ]
+    unsafe { vld1q_u8(a.as_ptr()) }
+}
+
+/// 4 i32 partial sums of `w . x` over 32 i8 pairs by two `sdot` (ARMv8.2 dot product;
+/// `vdotq_s32` is not stable in Rust, hence `asm!`).
+#[cfg(target_feature = "dotprod")]
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn sdot2(w: [int8x16_t; 2], x: [int8x16_t; 2]) -> int32x4_t {
+    let mut acc = vdupq_n_s32(0);
+    // SAFETY: register-only arithmetic; `dotprod` is enabled at compile time (the `cfg`).
+    unsafe {
+        core::arch::asm!(
+            "sdot {a:v}.4s, {w0:v}.16b, {x0:v}.16b",
+            "sdot {a:v}.4s, {w1:v}.16b, {x1:v}.16b",
+            a = inout(vreg) acc,
+            w0 = in(vreg) w[0],
+            x0 = in(vreg) x[0],
+            w1 = in(vreg) w[1],
+            x1 = in(vreg) x[1],
+            options(pure, nomem, nostack),
+        );
+    }
+    acc
+}
+
+/// Exact group sums of 4 groups for 4 rows: `d[j][k]` holds 4 i32 partial sums of group
+/// `j` of row `k`; lane `j` of the result's row `k` is group `j`'s total (`addp` tree).
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn quad(d: [[int32x4_t; 4]; 4]) -> [int32x4_t; 4] {
+    let mut s = [vdupq_n_s32(0); 4];
+    for k in 0..4 {
+        s[k] = vpaddq_s32(vpaddq_s32(d[0][k], d[1][k]), vpaddq_s32(d[2][k], d[3][k]));
+    }
+    s
+}
+
+/// Up to 8 f16 widened to f32 in two halves, zero past `s.len()`.
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn load_f16_tail(s: &[f16]) -> [float32x4_t; 2] {
+    let mut p = [f16::ZERO; 8];
+    for (p, v) in p.iter_mut().zip(s) {
+        *p = *v;
+    }
+    load_f16x8(&p)
+}
+
+/// Up to 8 f32 in two halves, zero past `s.len()`.
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn load_f32_tail(s: &[f32]) -> [float32x4_t; 2] {
+    let mut p = [0.0f32; 8];
+    for (p, v) in p.iter_mut().zip(s) {
+        *p = *v;
+    }
+    load_f32x8(&p)
+}
+
+/// 8 f16 widened to f32 in two halves.
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn load_f16x8(a: &[f16; 8]) -> [float32x4_t; 2] {
+    let (lo, hi) = a.split_at(4);
+    match (lo.first_chunk::<4>(), hi.first_chunk::<4>()) {
+        (Some(lo), Some(hi)) => [load_f16(lo), load_f16(hi)],
+        _ => [vdupq_n_f32(0.0); 2],
+    }
+}
+
+/// 8 f32 in two halves.
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn load_f32x8(a: &[f32; 8]) -> [float32x4_t; 2] {
+    let (lo, hi) = a.split_at(4);
+    match (lo.first_chunk::<4>(), hi.first_chunk::<4>()) {
+        (Some(lo), Some(hi)) => [load_f32(lo), load_f32(hi)],
+        _ => [vdupq_n_f32(0.0); 2],
+    }
+}
+
+/// One block of the row value: groups `j` and `j + 4` in lane `j` of the two halves;
+/// `acc + f32(isum) * (f32(scales) * xs)`, two roundings, never fused.
+#[inline]
+#[target_feature(enable = "neon")]
+fn fold8(
+    acc: [float32x4_t; 2],
+    isum: [int32x4_t; 2],
+    scales: [float32x4_t; 2],
+    xs: [float32x4_t; 2],
+) -> [float32x4_t; 2] {
+    let mut out = acc;
+    for h in 0..2 {
+        let t = vmulq_f32(scales[h], xs[h]);
+        out[h] = vaddq_f32(acc[h], vmulq_f32(vcvtq_f32_s32(isum[h]), t));
+    }
+    out
+}
+
+/// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))` of the two 4-lane accumulators
+/// (lanes 0-3 and 4-7): the final reduction of the row value.
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn hsum8(acc: [float32x4_t; 2]) -> f32 {
+    let s = vaddq_f32(acc[0], acc[1]);
+    let u = vaddq_f32(s, vextq_f32::<2>(s, s));
+    vgetq_lane_f32::<0>(u) + vgetq_lane_f32::<1>(u)
+}
+
+/// The integer-dot matvecs' driver, as `arch::x86_64::rows4`: rows in fours, each over
+/// blocks of 8 groups; the row value follows the order of [`crate::quantize_act`], two
+/// 4-lane accumulators a row (groups `j` and `j + 4` of each block in lane `j`) ended by
+/// [`hsum8`]. `q` holds the rows' codes (`row_len` elements a row, of which the first
+/// `xg.len()` groups of `B` are used), `scales` their weight scales (`row_scales` a
+/// row), `xg`, `xs` the activations. `full` gives the exact group sums of 4 rows over 8
+/// groups (lane `j` of half `h` = group `4h + j`), `half` over 4 groups (lane `j` =
+/// group `j`). The last block of a row, when shorter than 8 groups, is one `half` on its
+/// first 4 groups and one on the rest copied into zeroed buffers. A last pass of 1 to 3
+/// rows repeats its last row.
+#[inline]
+#[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
+pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
+    out: &mut [f32],
+    q: &[T],
+    row_len: usize,
+    scales: &[f16],
+    row_scales: usize,
+    xg: &[[i8; 32]],
+    xs: &[f32],
+    mut full: impl FnMut([&[[T; B]; 8]; 4], &[[i8; 32]; 8]) -> [[int32x4_t; 2]; 4],
+    mut half: impl FnMut([&[[T; B]; 4]; 4], &[[i8; 32]; 4]) -> [int32x4_t; 4],
+) {
+    let groups = xg.len();
+    let (xb, xt) = xg.as_chunks::<8>();
+    let (sb, st) = xs.as_chunks::<8>();
+    let (x4, xr) = match xt.split_first_chunk::<4>() {
+        Some((x4, xr)) => (Some(x4), xr),
+        None => (None, xt),
+    };
+    let mut xpad = [[0i8; 32]; 4];
+    for (p, x) in xpad.iter_mut().zip(xr) {
+        *p = *x;
+    }
+    let mut wpad = [[[T::zeroed(); B]; 4]; 4];
+    let xs_tail = load_f32_tail(st);
+    let mut pass = |o: &mut [f32], w: [&[T]; 4], d: [&[f16]; 4]| {
+        let g = groups;
+        let w = [used(w[0], g), used(w[1], g), used(w[2], g), used(w[3], g)];
+        let d = [
+            first(d[0], g),
+            first(d[1], g),
+            first(d[2], g),
+            first(d[3], g),
+        ];
+        let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
+        let blocks = xb
+            .iter()
+            .zip(sb)
+            .zip(groups8(w[0]).iter().zip(groups8(d[0])))
+            .zip(groups8(w[1]).iter().zip(groups8(d[1])))
+            .zip(groups8(w[2]).iter().zip(groups8(d[2])))
+            .zip(groups8(w[3]).iter().zip(groups8(d[3])));
+        for (((((x, s), (w0, d0)), (w1, d1)), (w2, d2)), (w3, d3)) in blocks {
+            let isum = full([w0, w1, w2, w3], x);
+            let xv = load_f32x8(s);
+            acc[0] = fold8(acc[0], isum[0], load_f16x8(d0), xv);
+            acc[1] = fold8(acc[1], isum[1], load_f16x8(d1), xv);
+            acc[2] = fold8(acc[2], isum[2], load_f16x8(d2), xv);
+            acc[3] = fold8(acc[3], isum[3], load_f16x8(d3), xv);
+        }
+        if !xt.is_empty() {
+            let n0 = 8 * xb.len();
+            let tail = |k: usize| w[k].get(n0..).unwrap_or(&[]);
+            let tw = [tail(0), tail(1), tail(2), tail(3)];
+            let first4 = |k: usize| tw[k].first_chunk::<4>();
+            let mut isum = [[vdupq_n_s32(0); 2]; 4];
+            let mut rest = 0;
+            if let (Some(x4), Some(a), Some(b), Some(c), Some(e)) =
+                (x4, first4(0), first4(1), first4(2), first4(3))
+            {
+                let lo = half([a, b, c, e], x4);
+                for k in 0..4 {
+                    isum[k][0] = lo[k];
+                }
+                rest = 4;
+            }
+            if !xr.is_empty() {
+                for (pad, w) in wpad.iter_mut().zip(tw) {
+                    for (p, v) in pad.iter_mut().zip(w.get(rest..).unwrap_or(&[])) {
+                        *p = *v;
+                    }
+                }
+                let r = half([&wpad[0], &wpad[1], &wpad[2], &wpad[3]], &xpad);
+                for k in 0..4 {
+                    isum[k][rest / 4] = r[k];
+                }
+            }
+            for k in 0..4 {
+                let dk = load_f16_tail(d[k].get(n0..).unwrap_or(&[]));
+                acc[k] = fold8(acc[k], isum[k], dk, xs_tail);
+            }
+        }
+        for (o, a) in o.iter_mut().zip(acc) {
+            *o = hsum8(a);
+        }
+    };
+    let mut o4 = out.chunks_exact_mut(4);
+    let mut q4 = q.chunks_exact(4 * row_len);
+    let mut s4 = scales.chunks_exact(4 * row_scales);
+    for ((o, w), d) in (&mut o4).zip(&mut q4).zip(&mut s4) {
+        pass(o, split4(w, row_len), split4(d, row_scales));
+    }
+    let o = o4.into_remainder();
+    if !o.is_empty() {
+        pass(
+            o,
+            split4(q4.remainder(), row_len),
+            split4(s4.remainder(), row_scales),
+        );
+    }
 }
 
 /// `s` as blocks of 2 x 4 elements (8 columns a step); the tail is left out.

@@ -1,5 +1,9 @@
 //! x86-64 AVX2 + FMA + F16C primitives, and the check that selects the AVX2 kernels.
 //!
+//! Besides loads and F16C conversions: the exact reduction of 8 groups' i32 partial sums
+//! ([`quad`], [`halves`]) and the driver of the integer-dot matvecs ([`rows4`]: the row value
+//! in the order defined in [`crate::quantize_act`]).
+//!
 //! [`enabled`] is a constant `true` when the crate is built with all three features
 //! (`-C target-cpu=x86-64-v3`). Otherwise, with the `std` feature, the CPU is asked once
 //! (`std::is_x86_feature_detected!`) and the answer cached in an atomic, so a baseline
@@ -8,6 +12,7 @@
 //!
 //! The helpers are safe `#[target_feature]` functions: callable without `unsafe` from
 //! the AVX2 kernels (which enable the same features) and inlined into them.
+use crate::quantize_act::rows::{first, groups8, split4, used};
 use core::arch::x86_64::*;
 use half::f16;
 
@@ -99,14 +104,6 @@ pub fn store_f16(a: &mut [f16; 8], v: __m256) {
     unsafe { _mm_storeu_si128(a.as_mut_ptr().cast::<__m128i>(), h) }
 }
 
-/// One f16 widened to f32 and broadcast to all 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn splat_f16(h: f16) -> __m256 {
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits())));
-    _mm256_broadcastss_ps(v)
-}
-
 /// One f16 widened to f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -114,50 +111,213 @@ pub fn f16_to_f32(h: f16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits()))))
 }
 
-/// 32 consecutive i8 (as two 16-byte blocks) widened to 4 x 8 f32 (`vpmovsxbd` +
-/// `vcvtdq2ps`).
+/// 32 i8 in one register.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn load_i8x32(lo: &[u8; 16], hi: &[u8; 16]) -> [__m256; 4] {
-    // SAFETY: `lo` and `hi` are 16 readable bytes each; unaligned loads.
-    let (lo, hi) = unsafe {
-        (
-            _mm_loadu_si128(lo.as_ptr().cast::<__m128i>()),
-            _mm_loadu_si128(hi.as_ptr().cast::<__m128i>()),
-        )
+pub fn load_i8x32(a: &[i8; 32]) -> __m256i {
+    // SAFETY: `a` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+/// 32 u8 in one register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn load_u8x32(a: &[u8; 32]) -> __m256i {
+    // SAFETY: `a` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+}
+
+/// Exact sums of 4 groups for 4 rows, half-reduced: `d[j][k]` holds 8 i32 partial
+/// sums of group `j` of row `k`; lanes 0-3 of the result's row `k` are groups 0-3 over
+/// their lanes 0-3, lanes 4-7 the same over lanes 4-7 (`vphaddd` twice). [`halves`]
+/// finishes two of them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn quad(d: [[__m256i; 4]; 4]) -> [__m256i; 4] {
+    let mut h = [_mm256_setzero_si256(); 4];
+    for k in 0..4 {
+        h[k] = _mm256_hadd_epi32(
+            _mm256_hadd_epi32(d[0][k], d[1][k]),
+            _mm256_hadd_epi32(d[2][k], d[3][k]),
+        );
+    }
+    h
+}
+
+/// The group sums of 8 groups for 4 rows from the [`quad`]s of groups 0-3 and 4-7: lane
+/// `j` = group `j`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn halves(lo: [__m256i; 4], hi: [__m256i; 4]) -> [__m256i; 4] {
+    let mut out = [_mm256_setzero_si256(); 4];
+    for k in 0..4 {
+        out[k] = _mm256_add_epi32(
+            _mm256_blend_epi32::<0xf0>(lo[k], hi[k]),
+            _mm256_permute2x128_si256::<0x21>(lo[k], hi[k]),
+        );
+    }
+    out
+}
+
+/// Up to 8 f16 widened to f32, zero past `s.len()` (4 at a time packed in a `u64`: no
+/// variable-length copy).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn load_f16_tail(s: &[f16]) -> __m256 {
+    let pack = |s: &[f16]| {
+        s.iter()
+            .take(4)
+            .enumerate()
+            .fold(0u64, |a, (i, h)| a | u64::from(h.to_bits()) << (16 * i))
     };
-    widen_i8x32(lo, hi)
+    let (lo, hi) = match s.split_first_chunk::<4>() {
+        Some((lo, hi)) => (pack(lo), pack(hi)),
+        None => (pack(s), 0),
+    };
+    _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
 }
 
-/// 16 bytes of q4_0 nibbles (column 2j low, 2j+1 high, value = nibble - 8) widened to
-/// 4 x 8 f32 in column order.
+/// Up to 8 f32, zero past `s.len()`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn load_q4x32(a: &[u8; 16]) -> [__m256; 4] {
-    // SAFETY: `a` is 16 readable bytes; unaligned load.
-    let b = unsafe { _mm_loadu_si128(a.as_ptr().cast::<__m128i>()) };
-    let mask = _mm_set1_epi8(0x0f);
-    let lo = _mm_and_si128(b, mask);
-    let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), mask);
-    let eight = _mm_set1_epi8(8);
-    // Interleave back to column order: bytes lo0 hi0 lo1 hi1 ...
-    let c0 = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight);
-    let c1 = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), eight);
-    widen_i8x32(c0, c1)
+pub fn load_f32_tail(s: &[f32]) -> __m256 {
+    let mut p = [0.0f32; 8];
+    for (p, v) in p.iter_mut().zip(s) {
+        *p = *v;
+    }
+    load_f32(&p)
 }
 
+/// One block of the row value: `acc + f32(isum) * (f32(scales) * xs)`, two roundings,
+/// never fused.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn widen_i8x32(lo: __m128i, hi: __m128i) -> [__m256; 4] {
-    [
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(lo))),
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(hi))),
-    ]
+fn fold8(acc: __m256, isum: __m256i, scales: __m256, xs: __m256) -> __m256 {
+    _mm256_add_ps(
+        acc,
+        _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(scales, xs)),
+    )
 }
 
-/// Sum of the 8 lanes.
+/// The integer-dot matvecs' driver: rows in fours, each over blocks of 8 groups; the row
+/// value follows the order of [`crate::quantize_act`], one 8-lane accumulator a row
+/// ended by [`hsum`]. `q` holds the rows' codes (`row_len` elements a row, of which the
+/// first `xg.len()` groups of `B` are used), `scales` their weight scales (`row_scales`
+/// a row), `xg`, `xs` the activations. `full` gives the exact group sums of 4 rows over
+/// 8 groups (lane `j` = group `j`), `half` over 4 groups (lanes 4-7 zero). The last
+/// block of a row, when shorter than 8 groups, is one `half` on its first 4 groups and
+/// one on the rest copied into zeroed buffers. A last pass of 1 to 3 rows repeats its
+/// last row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
+    out: &mut [f32],
+    q: &[T],
+    row_len: usize,
+    scales: &[f16],
+    row_scales: usize,
+    xg: &[[i8; 32]],
+    xs: &[f32],
+    mut full: impl FnMut([&[[T; B]; 8]; 4], &[[i8; 32]; 8]) -> [__m256i; 4],
+    mut half: impl FnMut([&[[T; B]; 4]; 4], &[[i8; 32]; 4]) -> [__m256i; 4],
+) {
+    let groups = xg.len();
+    let (xb, xt) = xg.as_chunks::<8>();
+    let (sb, st) = xs.as_chunks::<8>();
+    // The last block: its first 4 groups (if it has 4), and the rest zero-padded to 4.
+    let (x4, xr) = match xt.split_first_chunk::<4>() {
+        Some((x4, xr)) => (Some(x4), xr),
+        None => (None, xt),
+    };
+    let mut xpad = [[0i8; 32]; 4];
+    for (p, x) in xpad.iter_mut().zip(xr) {
+        *p = *x;
+    }
+    let mut wpad = [[[T::zeroed(); B]; 4]; 4];
+    let xs_tail = load_f32_tail(st);
+    let mut pass = |o: &mut [f32], w: [&[T]; 4], d: [&[f16]; 4]| {
+        let g = groups;
+        let w = [used(w[0], g), used(w[1], g), used(w[2], g), used(w[3], g)];
+        let d = [
+            first(d[0], g),
+            first(d[1], g),
+            first(d[2], g),
+            first(d[3], g),
+        ];
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let blocks = xb
+            .iter()
+            .zip(sb)
+            .zip(groups8(w[0]).iter().zip(groups8(d[0])))
+            .zip(groups8(w[1]).iter().zip(groups8(d[1])))
+            .zip(groups8(w[2]).iter().zip(groups8(d[2])))
+            .zip(groups8(w[3]).iter().zip(groups8(d[3])));
+        for (((((x, s), (w0, d0)), (w1, d1)), (w2, d2)), (w3, d3)) in blocks {
+            let isum = full([w0, w1, w2, w3], x);
+            let xv = load_f32(s);
+            acc[0] = fold8(acc[0], isum[0], load_f16(d0), xv);
+            acc[1] = fold8(acc[1], isum[1], load_f16(d1), xv);
+            acc[2] = fold8(acc[2], isum[2], load_f16(d2), xv);
+            acc[3] = fold8(acc[3], isum[3], load_f16(d3), xv);
+        }
+        if !xt.is_empty() {
+            let n0 = 8 * xb.len();
+            let tail = |k: usize| w[k].get(n0..).unwrap_or(&[]);
+            let tw = [tail(0), tail(1), tail(2), tail(3)];
+            let first4 = |k: usize| tw[k].first_chunk::<4>();
+            let mut isum = [_mm256_setzero_si256(); 4];
+            let mut rest = 0;
+            if let (Some(x4), Some(a), Some(b), Some(c), Some(e)) =
+                (x4, first4(0), first4(1), first4(2), first4(3))
+            {
+                isum = half([a, b, c, e], x4);
+                rest = 4;
+            }
+            if !xr.is_empty() {
+                for (pad, w) in wpad.iter_mut().zip(tw) {
+                    for (p, v) in pad.iter_mut().zip(w.get(rest..).unwrap_or(&[])) {
+                        *p = *v;
+                    }
+                }
+                let r = half([&wpad[0], &wpad[1], &wpad[2], &wpad[3]], &xpad);
+                for k in 0..4 {
+                    isum[k] = if rest == 4 {
+                        // Groups 4.. of the block: move to lanes 4-7.
+                        _mm256_add_epi32(isum[k], _mm256_permute2x128_si256::<0x08>(r[k], r[k]))
+                    } else {
+                        r[k]
+                    };
+                }
+            }
+            let xv = xs_tail;
+            for k in 0..4 {
+                let dk = load_f16_tail(d[k].get(n0..).unwrap_or(&[]));
+                acc[k] = fold8(acc[k], isum[k], dk, xv);
+            }
+        }
+        for (o, a) in o.iter_mut().zip(acc) {
+            *o = hsum(a);
+        }
+    };
+    let mut o4 = out.chunks_exact_mut(4);
+    let mut q4 = q.chunks_exact(4 * row_len);
+    let mut s4 = scales.chunks_exact(4 * row_scales);
+    for ((o, w), d) in (&mut o4).zip(&mut q4).zip(&mut s4) {
+        pass(o, split4(w, row_len), split4(d, row_scales));
+    }
+    let o = o4.into_remainder();
+    if !o.is_empty() {
+        pass(
+            o,
+            split4(q4.remainder(), row_len),
+            split4(s4.remainder(), row_scales),
+        );
+    }
+}
+
+/// Sum of the 8 lanes: `((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))`, the final
+/// reduction of the integer-dot matvecs' row value.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn hsum(v: __m256) -> f32 {

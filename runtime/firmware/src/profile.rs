@@ -48,21 +48,27 @@ pub fn run<F: FnMut(&[u8])>(out: &mut LineBuf<128, F>, ticks: &mut Ticks, cal: u
         out.put(b"profile ");
         out.line_u64(name, n);
     };
-    let (xs, xl) = (&x[..C], &x[..]);
+    let (mut xq, mut xsc) = ([0i8; 4 * C], [0.0f32; 4 * C / 32]);
+    time(b"quantize_act 256: ", &mut || {
+        k::quantize_act(&mut xq, &mut xsc, &x)
+    });
+    let (xq, xsc) = (&xq, &xsc);
+    let (xq1, xs1) = (&xq[..C], &xsc[..C / 32]);
+    let xs = &x[..C];
     time(b"matvec_q8 256x64: ", &mut || {
-        k::matvec_q8(&mut y, &q[..], &s[..], xs)
+        k::matvec_q8(&mut y, &q[..], &s[..], xq1, xs1)
     });
     time(b"scalar::matvec_q8 256x64: ", &mut || {
-        k::matvec_q8::scalar::matvec_q8(&mut y, &q[..], &s[..], xs)
+        k::matvec_q8::scalar::matvec_q8(&mut y, &q[..], &s[..], xq1, xs1)
     });
     time(b"matvec_q8 64x256: ", &mut || {
-        k::matvec_q8(&mut y[..C], &q[..], &s[..], xl)
+        k::matvec_q8(&mut y[..C], &q[..], &s[..], xq, xsc)
     });
     time(b"matvec_q4 256x64: ", &mut || {
-        k::matvec_q4(&mut y, &q4[..4 * C * C / 2], &s[..], xs)
+        k::matvec_q4(&mut y, &q4[..4 * C * C / 2], &s[..], xq1, xs1)
     });
     time(b"scalar::matvec_q4 256x64: ", &mut || {
-        k::matvec_q4::scalar::matvec_q4(&mut y, &q4[..4 * C * C / 2], &s[..], xs)
+        k::matvec_q4::scalar::matvec_q4(&mut y, &q4[..4 * C * C / 2], &s[..], xq1, xs1)
     });
     time(b"gelu_tanh 256: ", &mut || k::gelu_tanh(&mut y));
     time(b"scalar::gelu_tanh 256: ", &mut || {
