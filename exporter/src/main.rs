@@ -3,19 +3,22 @@
 //! ```text
 //! exporter train [--preset edge|model1|model2|model3] [--out model.safetensors] [--dtype q8_0]
 //! exporter quantize model.f32.safetensors --dtype q4_0 --out model.q4.safetensors
+//! exporter convert old.safetensors --out new.safetensors
 //! ```
 //! `train --out BASE.safetensors` writes `BASE.safetensors` (the `--dtype` encoding),
 //! `BASE.f32.safetensors` (the f32 master, for `quantize`), `BASE.ckpt.safetensors`
 //! (checkpoint, for `--resume`) and `BASE.log.jsonl` (one JSON line per evaluation).
+//! `quantize` and `convert` read format 1 files too, and write format 2.
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use folio_exporter::checkpoint::to_f32;
 use folio_exporter::data::{self, Dataset};
-use folio_exporter::export::{Master, RunPaths};
+use folio_exporter::export::{self, Master, RunPaths};
+use folio_exporter::hyper::Hyper;
 use folio_exporter::model::Mode;
-use folio_exporter::quantize::Encoding;
+use folio_exporter::quantize::{parse_encoding, Encoding};
 use folio_exporter::report::{self, EvalSet};
-use folio_exporter::train::{self, Hyper, RunOpts};
+use folio_exporter::train::{self, RunOpts};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,9 +39,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Train on Tiny Shakespeare and export (f32 master + the chosen encoding).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Re-export an f32 master in another encoding, without retraining.
     Quantize(QuantizeArgs),
+    /// Rewrite a folio file (format 1 or 2) as format 2, every tensor in its encoding.
+    Convert(ConvertArgs),
 }
 
 #[derive(Args)]
@@ -62,7 +67,7 @@ struct TrainArgs {
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
     /// Encoding of --out: f32, f16, q8_0 or q4_0 (quantised files keep 1-D tensors F32 and wpe F16).
-    #[arg(long, default_value = "q8_0")]
+    #[arg(long, default_value = "q8_0", value_parser = parse_encoding)]
     dtype: Encoding,
     /// Hyper-parameter preset: edge (about 3 min on 2 CPU cores), model1, model2, model3.
     #[arg(long, default_value = "edge")]
@@ -167,7 +172,7 @@ struct QuantizeArgs {
     /// An f32 master (BASE.f32.safetensors written by `train`).
     input: PathBuf,
     /// Target encoding.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_encoding)]
     dtype: Encoding,
     /// Output file.
     #[arg(long)]
@@ -176,10 +181,20 @@ struct QuantizeArgs {
     common: Common,
 }
 
+#[derive(Args)]
+struct ConvertArgs {
+    /// A folio file of format 1 or 2.
+    input: PathBuf,
+    /// Output file (format 2).
+    #[arg(long)]
+    out: PathBuf,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Train(a) => run_train(a),
+        Cmd::Train(a) => run_train(*a),
         Cmd::Quantize(a) => run_quantize(a),
+        Cmd::Convert(a) => run_convert(a),
     }
 }
 
@@ -283,7 +298,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         m.extend(e);
     }
     let master = Master {
-        cfg: done.model.cfg.clone(),
+        cfg: done.model.cfg,
         vocab: data.vocab.clone(),
         tensors,
         train: train_meta,
@@ -398,7 +413,15 @@ fn export_with_report(
 
 fn run_quantize(a: QuantizeArgs) -> Result<()> {
     set_threads(a.common.threads);
-    let master = Master::read(&a.input)?;
+    let loaded = export::read(&a.input)?;
+    if !loaded.is_f32() {
+        bail!(
+            "{} stores {} tensors: quantize from the f32 master (BASE.f32.safetensors)",
+            a.input.display(),
+            loaded.dtype
+        );
+    }
+    let master = loaded.master;
     let data = load_data(a.common.data.as_deref())?;
     if data.vocab != master.vocab {
         bail!("{}: its vocabulary is not this data's", a.input.display());
@@ -410,5 +433,23 @@ fn run_quantize(a: QuantizeArgs) -> Result<()> {
     );
     export_with_report(&master, a.dtype, &set, None, None, &a.out)?;
     eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn run_convert(a: ConvertArgs) -> Result<()> {
+    let loaded = export::read(&a.input)?;
+    let converted = export::convert(&loaded)?;
+    export::write_atomic(&a.out, &converted.bytes)?;
+    eprintln!(
+        "wrote {} (format 2, from format {}): {} tensors, {} values re-encoded unchanged{}",
+        a.out.display(),
+        loaded.format,
+        loaded.plan.len(),
+        converted.values,
+        match converted.changed {
+            0 => String::new(),
+            n => format!(", {n} changed by at most {:e}", converted.max_change),
+        }
+    );
     Ok(())
 }

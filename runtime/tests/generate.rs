@@ -1,7 +1,7 @@
 //! Generation against the f64 reference: greedy decoding follows the reference's argmax
 //! step by step (Exact and Shift modes, past the window), seeded sampling is
 //! deterministic, and the sampler's distributions are the documented ones.
-use folio_runtime::{ContextMode, Generator, Model, Sampler, SamplerConfig};
+use folio_runtime::{ContextMode, Error, Generator, Model, Sampler, SamplerConfig};
 use folio_tests::fixture::{Config, Encoding, FixtureSpec, Plan};
 use folio_tests::reference::{argmax, Options, Reference};
 use folio_tests::AlignedBytes;
@@ -290,4 +290,122 @@ fn sampler_distributions_are_the_documented_ones() {
     // Greedy: always the argmax, first on ties.
     assert_eq!(frequencies(cfg(0.0, 0, 1.0), &logits, 100)[1], 1.0);
     assert_eq!(frequencies(cfg(0.0, 0, 1.0), &[1.0, 3.0, 3.0], 10)[1], 1.0);
+}
+
+// ---- the generator's own contract ----------------------------------------------------------
+
+/// 8/32/4/2, vocab 29, tied, F32, weights with std 0.3.
+fn small() -> AlignedBytes {
+    let config = Config::new(8, 32, 4, 2).vocab(29);
+    AlignedBytes::new(
+        &FixtureSpec::new(config, Plan::All(Encoding::F32), 4)
+            .std(0.3)
+            .to_bytes(),
+    )
+}
+
+fn run(
+    model: &Model<'_>,
+    mode: ContextMode,
+    cfg: SamplerConfig,
+    prompt: &[u32],
+    n: usize,
+) -> Vec<u32> {
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let mut g = Generator::with_mode(s, Sampler::new(cfg).expect("sampler"), mode);
+    g.prompt(prompt).expect("prompt");
+    (0..n).map(|_| g.next().expect("next")).collect()
+}
+
+#[test]
+fn shift_equals_exact_until_the_window_fills() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let cfg = SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 11,
+    };
+    // Prompt 3 + 5 generated = 8 = block_size: every step fits in the window.
+    let a = run(&model, ContextMode::Shift, cfg, &[1, 2, 3], 6);
+    assert_eq!(a, run(&model, ContextMode::Exact, cfg, &[1, 2, 3], 6));
+    // Beyond the window both keep going and stay deterministic.
+    let a = run(&model, ContextMode::Shift, cfg, &[1, 2, 3], 40);
+    assert_eq!(a, run(&model, ContextMode::Shift, cfg, &[1, 2, 3], 40));
+    let e = run(&model, ContextMode::Exact, cfg, &[1, 2, 3], 40);
+    assert_eq!(e, run(&model, ContextMode::Exact, cfg, &[1, 2, 3], 40));
+    assert!(a.iter().chain(&e).all(|&t| t < 29));
+}
+
+#[test]
+fn greedy_next_is_argmax_of_a_fresh_forward() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let toks = run(
+        &model,
+        ContextMode::Shift,
+        SamplerConfig::greedy(),
+        &[4, 7],
+        5,
+    );
+    // Recompute each step from scratch with a plain session.
+    let mut ctx = vec![4u32, 7];
+    for &t in &toks {
+        let mut mem = vec![0u8; model.session_bytes()];
+        let mut s = model.session(&mut mem).expect("session");
+        let mut last = Vec::new();
+        for (p, &c) in ctx.iter().enumerate() {
+            last = s.forward(c, p).expect("forward").to_vec();
+        }
+        assert_eq!(folio_kernels::argmax(&last) as u32, t);
+        ctx.push(t);
+    }
+}
+
+#[test]
+fn exact_mode_window_is_the_last_block() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let sampler = Sampler::new(SamplerConfig::greedy()).expect("sampler");
+    let mut g = Generator::with_mode(s, sampler, ContextMode::Exact);
+    let prompt: Vec<u32> = (0..12).collect();
+    g.prompt(&prompt).expect("prompt");
+    assert_eq!(g.window(), &prompt[4..]);
+    let t = g.next().expect("next");
+    g.next().expect("next");
+    assert_eq!(g.window().len(), 8);
+    assert_eq!(*g.window().last().expect("last"), t);
+}
+
+#[test]
+fn shift_mode_keeps_half_the_window() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let mut g = Generator::new(s, Sampler::new(SamplerConfig::greedy()).expect("sampler"));
+    let prompt: Vec<u32> = (0..9).collect();
+    g.prompt(&prompt).expect("prompt");
+    // 8 fill the window; the 9th shifts: keep 4 (4..8), then 8.
+    assert_eq!(g.window(), &[4, 5, 6, 7, 8]);
+}
+
+#[test]
+fn generator_errors() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let mut g = Generator::new(s, Sampler::new(SamplerConfig::greedy()).expect("sampler"));
+    assert_eq!(g.next(), Err(Error::EmptyPrompt));
+    assert_eq!(g.prompt(&[]), Err(Error::EmptyPrompt));
+    let e = Error::TokenOutOfRange {
+        token: 99,
+        vocab_size: 29,
+    };
+    assert_eq!(g.prompt(&[1, 99]), Err(e));
 }
