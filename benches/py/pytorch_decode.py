@@ -30,7 +30,11 @@ def load(path):
     for name, info in header.items():
         b, e = info["data_offsets"]
         arrays[name] = np.frombuffer(data[b:e], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
-    return json.loads(meta["folio.config"]), arrays
+    # Format 2 (docs/FORMAT.md): flat string metadata.
+    cfg = {k: int(meta["folio." + k]) for k in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer")}
+    cfg["layer_norm_eps"] = float(meta["folio.layer_norm_eps"])
+    cfg["tied_embeddings"] = meta["folio.tied_embeddings"] == "true"
+    return cfg, arrays
 
 
 def weight(arrays, name):
@@ -41,10 +45,11 @@ def weight(arrays, name):
     s = arrays[name + "_scale"].astype(np.float32)
     if w.dtype == np.int8:
         q = w.astype(np.float32)
-    else:  # q4_0: low nibble = even column
-        lo = (w & 0x0F).astype(np.float32) - 8
-        hi = (w >> 4).astype(np.float32) - 8
-        q = np.stack([lo, hi], axis=-1).reshape(w.shape[0], w.shape[1] * 2)
+    else:  # q4_0: byte j of a 32-column group holds column j (low nibble) and j + 16 (high)
+        g = w.reshape(w.shape[0], -1, 16)
+        lo = (g & 0x0F).astype(np.float32) - 8
+        hi = (g >> 4).astype(np.float32) - 8
+        q = np.concatenate([lo, hi], axis=-1).reshape(w.shape[0], w.shape[1] * 2)
     rows, cols = q.shape
     return torch.from_numpy((q.reshape(rows, cols // 32, 32) * s[:, :, None]).reshape(rows, cols))
 
