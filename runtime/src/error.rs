@@ -78,6 +78,18 @@ pub enum Error {
         /// The capacity.
         max: u32,
     },
+    /// `__metadata__` has more keys than the runtime's capacity (64).
+    TooManyMetadata {
+        /// The capacity.
+        max: u32,
+    },
+    /// A tensor name or metadata key is longer than the runtime's limit (256 bytes).
+    KeyTooLong {
+        /// Byte offset into the header of the key.
+        offset: usize,
+        /// The limit in bytes.
+        max: u32,
+    },
     /// A required `__metadata__` key is absent (or there is no `__metadata__` at all).
     MissingMetadata {
         /// Which key.
@@ -228,6 +240,10 @@ impl fmt::Display for Error {
                 write!(f, "a key appears twice in one header object (at byte {offset})")
             }
             Self::TooManyTensors { max } => write!(f, "more than {max} tensors in the header"),
+            Self::TooManyMetadata { max } => write!(f, "more than {max} metadata keys"),
+            Self::KeyTooLong { offset, max } => {
+                write!(f, "a key is longer than {max} bytes (header byte {offset})")
+            }
             Self::MissingMetadata { key } => write!(f, "missing metadata key {}", key.as_str()),
             Self::Format1 => f.write_str(
                 "this is a format 1 file; upgrade it with `exporter convert FILE --out NEW_FILE`",

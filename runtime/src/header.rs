@@ -5,7 +5,7 @@
 //! recurses nor allocates. It accepts the JSON the safetensors crate writes (any
 //! whitespace, escapes and key order): an object of tensor entries, each exactly
 //! `dtype`, `shape` and `data_offsets`, and at most one `__metadata__` object of strings.
-//! It checks the dtypes, the capacity and that no key appears twice in any object.
+//! It checks the dtypes, the capacities and that no key appears twice in any object.
 //! Entries and metadata values are then read back from the text on demand; strings stay
 //! raw (escapes in place) and [`unescape`] decodes them.
 use crate::error::Error;
@@ -16,6 +16,10 @@ use core::str::Chars;
 pub const MAX_RANK: usize = 4;
 /// Most tensors a header may list (used or not): duplicate names are looked for pairwise.
 pub const MAX_TENSORS: usize = 512;
+/// Most `__metadata__` keys.
+pub const MAX_METADATA: usize = 64;
+/// Longest tensor name or metadata key, in bytes as written (values are not limited).
+pub const MAX_KEY: usize = 256;
 /// The key of the metadata object.
 const META: &str = "__metadata__";
 
@@ -102,14 +106,24 @@ fn same(a: &str, b: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // The reader
 
-/// A cursor over JSON text; every error is [`Error::BadJson`] at the cursor.
+/// A cursor over JSON text; every error is [`Error::BadJson`] at the cursor. A `trusted`
+/// reader walks text [`Header::parse`] has validated: it skips re-checking escapes.
 #[derive(Clone, Debug)]
 struct Reader<'a> {
     s: &'a str,
     pos: usize,
+    trusted: bool,
 }
 
 impl<'a> Reader<'a> {
+    fn trusted(s: &'a str, pos: usize) -> Self {
+        Reader {
+            s,
+            pos,
+            trusted: true,
+        }
+    }
+
     fn bad(&self) -> Error {
         Error::BadJson { offset: self.pos }
     }
@@ -148,7 +162,7 @@ impl<'a> Reader<'a> {
         let raw = self.s.get(start..self.pos).ok_or(self.bad())?;
         self.pos += 1;
         let mut chars = raw.chars();
-        while let Some(c) = next_char(&mut chars) {
+        while let Some(c) = next_char(&mut chars).filter(|_| !self.trusted) {
             c.ok_or(Error::BadJson { offset: start })?;
         }
         Ok(raw)
@@ -204,6 +218,21 @@ impl<'a> Reader<'a> {
         self.expect(b']').map(|()| false)
     }
 
+    /// Skip a validated object of a folio header (a tensor entry or the metadata: no
+    /// object nests in them, and only strings hold quotes or braces).
+    fn skip_object(&mut self) -> Result<(), Error> {
+        self.expect(b'{')?;
+        loop {
+            match self.s.as_bytes().get(self.pos).ok_or(self.bad())? {
+                b'"' => self.string().map(drop)?,
+                b'}' => break,
+                _ => self.pos += 1,
+            }
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
     /// An object of string values: `f(key, key offset, value)` for each member.
     fn strings(
         &mut self,
@@ -217,42 +246,36 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Read the value of the top-level member `key` (at `at`): the metadata object or a
-/// tensor entry (`None`).
-fn member<'a>(
-    r: &mut Reader<'a>,
-    key: &'a str,
-    at: usize,
-) -> Result<Option<TensorInfo<'a>>, Error> {
-    if same(key, META) {
-        r.strings(|_, _, _| Ok(())).map(|()| None)
-    } else {
-        entry(r, key, at).map(Some)
-    }
+/// The keys of one object seen so far, to find a repeat (however escaped) pairwise.
+struct Keys<'a, const N: usize> {
+    seen: [&'a str; N],
+    n: usize,
 }
 
-/// True when a member before the one at `at` of the object at `start` has the key `key`
-/// (`text` is valid up to `at`). `top`: the top-level object, else `__metadata__`.
-fn repeated(text: &str, start: usize, top: bool, key: &str, at: usize) -> bool {
-    let mut r = Reader {
-        s: text,
-        pos: start,
-    };
-    let mut open = true;
-    while let Ok(Some((k, k_at))) = r.key(&mut open) {
-        if k_at >= at || same(k, key) {
-            return k_at < at;
-        }
-        let skipped = if top {
-            member(&mut r, k, k_at).is_ok()
-        } else {
-            r.string().is_ok()
-        };
-        if !skipped {
-            break;
+impl<'a, const N: usize> Keys<'a, N> {
+    fn new() -> Self {
+        Keys {
+            seen: [""; N],
+            n: 0,
         }
     }
-    false
+
+    /// Record the key `key` (at `at`), or fail with `full` when `N` are recorded.
+    fn add(&mut self, key: &'a str, at: usize, full: Error) -> Result<(), Error> {
+        if key.len() > MAX_KEY {
+            return Err(Error::KeyTooLong {
+                offset: at,
+                max: MAX_KEY as u32,
+            });
+        }
+        let seen = self.seen.get(..self.n).unwrap_or(&[]);
+        if seen.iter().any(|k| same(k, key)) {
+            return Err(Error::DuplicateName { offset: at });
+        }
+        *self.seen.get_mut(self.n).ok_or(full)? = key;
+        self.n += 1;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -358,7 +381,8 @@ pub struct Header<'a> {
 impl<'a> Header<'a> {
     /// Split `bytes` into header and data and validate the header's JSON: the safetensors
     /// shape (an object of tensor entries and one `__metadata__` object of strings), known
-    /// dtypes, at most [`MAX_TENSORS`] tensors and no key twice in any object.
+    /// dtypes, the capacities ([`MAX_TENSORS`], [`MAX_METADATA`], [`MAX_KEY`]) and no key
+    /// twice in any object.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let prefix = bytes
             .first_chunk::<8>()
@@ -376,32 +400,33 @@ impl<'a> Header<'a> {
             return Err(too_long);
         };
         let json = core::str::from_utf8(head).map_err(|_| Error::HeaderNotUtf8)?;
-        let mut r = Reader { s: json, pos: 0 };
+        let mut r = Reader {
+            trusted: false,
+            ..Reader::trusted(json, 0)
+        };
         let (mut meta, mut n_tensors, mut open) = (None, 0, true);
+        // The tensor names and `__metadata__`.
+        let mut keys = Keys::<'_, { MAX_TENSORS + 1 }>::new();
+        let too_many = Error::TooManyTensors {
+            max: MAX_TENSORS as u32,
+        };
         while let Some((key, at)) = r.key(&mut open)? {
-            if n_tensors == MAX_TENSORS && !same(key, META) {
-                return Err(Error::TooManyTensors {
-                    max: MAX_TENSORS as u32,
-                });
-            }
-            if repeated(json, 0, true, key, at) {
-                return Err(Error::DuplicateName { offset: at });
-            }
+            keys.add(key, at, too_many)?;
             r.peek();
             let start = r.pos;
-            if member(&mut r, key, at)?.is_some() {
+            if same(key, META) {
+                let mut keys = Keys::<'_, MAX_METADATA>::new();
+                let too_many = Error::TooManyMetadata {
+                    max: MAX_METADATA as u32,
+                };
+                r.strings(|k, k_at, _| keys.add(k, k_at, too_many))?;
+                meta = Some(start);
+            } else if n_tensors == MAX_TENSORS {
+                return Err(too_many);
+            } else {
+                entry(&mut r, key, at)?;
                 n_tensors += 1;
-                continue;
             }
-            meta = Some(start);
-            let mut check = Reader {
-                s: json,
-                pos: start,
-            };
-            check.strings(|k, k_at, _| match repeated(json, start, false, k, k_at) {
-                true => Err(Error::DuplicateName { offset: k_at }),
-                false => Ok(()),
-            })?;
         }
         if r.peek().is_some() {
             return Err(r.bad());
@@ -433,23 +458,14 @@ impl<'a> Header<'a> {
     /// The tensor entries, in header order.
     pub fn tensors(&self) -> Tensors<'a> {
         Tensors {
-            r: Reader {
-                s: self.json,
-                pos: 0,
-            },
+            r: Reader::trusted(self.json, 0),
             open: true,
         }
     }
 
     /// The raw (still escaped) string value of a `__metadata__` key, without the quotes.
     pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        let (mut r, mut found) = (
-            Reader {
-                s: self.json,
-                pos: self.meta?,
-            },
-            None,
-        );
+        let (mut r, mut found) = (Reader::trusted(self.json, self.meta?), None);
         let _ = r.strings(|k, _, v| {
             found = found.or(unescape(k).eq(key.chars()).then_some(v));
             Ok(())
@@ -471,9 +487,10 @@ impl<'a> Iterator for Tensors<'a> {
     fn next(&mut self) -> Option<TensorInfo<'a>> {
         loop {
             let (key, at) = self.r.key(&mut self.open).ok()??;
-            if let Some(t) = member(&mut self.r, key, at).ok()? {
-                return Some(t);
+            if !same(key, META) {
+                return entry(&mut self.r, key, at).ok();
             }
+            self.r.skip_object().ok()?;
         }
     }
 }
@@ -491,7 +508,10 @@ mod tests {
     }
 
     fn reader(s: &str) -> Reader<'_> {
-        Reader { s, pos: 0 }
+        Reader {
+            trusted: false,
+            ..Reader::trusted(s, 0)
+        }
     }
 
     #[test]
@@ -613,6 +633,27 @@ mod tests {
             assert!(ok(&err), "{h}: {err:?}");
         }
         assert_eq!(Header::parse(&file("{}")).unwrap().tensors().count(), 0);
+        // Capacities: key length, metadata keys.
+        let meta = |body: String| {
+            Header::parse(&file(&std::format!(r#"{{"__metadata__":{{{body}}}}}"#))).map(|_| ())
+        };
+        let e = meta(std::format!(r#""{}":"""#, "k".repeat(MAX_KEY + 1)));
+        assert!(
+            matches!(e, Err(Error::KeyTooLong { max: 256, .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            meta(std::format!(r#""{}":"""#, "k".repeat(MAX_KEY))),
+            Ok(())
+        );
+        let keys: Vec<String> = (0..=MAX_METADATA)
+            .map(|i| std::format!(r#""k{i}":"""#))
+            .collect();
+        assert_eq!(
+            meta(keys.join(",")),
+            Err(Error::TooManyMetadata { max: 64 })
+        );
+        assert_eq!(meta(keys[..MAX_METADATA].join(",")), Ok(()));
     }
 
     #[test]

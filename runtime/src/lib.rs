@@ -33,7 +33,8 @@
 //! | [`MAX_LAYERS`] | 16 | `n_layer` |
 //! | [`MAX_VOCAB`] | 256 | `vocab_size` (the tokenizer is a `[char; 256]`) |
 //! | [`names::MAX_NAME`] | 96 | bytes of a tensor name that is compared (longer: ignored tensor) |
-//! | [`header::MAX_DEPTH`] | 64 | nesting of JSON values the reader skips |
+//! | [`header::MAX_METADATA`] | 64 | `__metadata__` keys |
+//! | [`header::MAX_KEY`] | 256 | bytes of a tensor name or metadata key |
 //!
 //! Sizes (`block_size`, `n_embd`, ...) must fit `u32`. `size_of::<Model>()` is 4,008 bytes
 //! on thumbv7em and 6,984 on x86-64 (`Session`: 108 and 216 bytes); loading also uses

@@ -1,6 +1,6 @@
 //! Stage 3: the header's tensor entries → typed zero-copy views of the weights.
 //!
-//! [`load`] makes one pass over the entries in header order: each must begin where the
+//! `load` makes one pass over the entries in header order: each must begin where the
 //! previous one ended (the data section is tiled, no gaps, no overlaps), hold exactly
 //! `shape × dtype size` bytes, and, when folio reads it, have the dtype and shape the
 //! config implies. Views are `bytemuck::try_cast_slice`s of the file bytes; nothing is

@@ -294,6 +294,27 @@ fn too_many_tensors() {
     );
 }
 
+#[test]
+fn key_capacities() {
+    // A tensor name over 256 bytes, and 65 metadata keys: valid safetensors, folio's limits.
+    let name = "n".repeat(257);
+    let h = format!("{{\"{name}\":{{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}}}");
+    let b = raw_file(&h, &[0]);
+    assert!(
+        matches!(err(&b), Error::KeyTooLong { max: 256, .. }),
+        "{:?}",
+        err(&b)
+    );
+    assert!(st_accepts(&b));
+    let b = edit_header(&f32_file(), |h| {
+        for i in 0..60 {
+            h["__metadata__"][format!("other.{i}")] = json!("x");
+        }
+    });
+    assert_eq!(err(&b), Error::TooManyMetadata { max: 64 });
+    assert!(st_accepts(&b));
+}
+
 // ---- alignment ---------------------------------------------------------------------------
 
 #[test]
