@@ -10,8 +10,8 @@ AARCH64 := aarch64-unknown-linux-gnu
 # 1 intra-op thread keeps libtorch from spin-waiting against the other test binaries.
 export OMP_WAIT_POLICY := passive
 
-.PHONY: demo setup setup-torch setup-cross setup-compare build test test-host test-v3 \
-        test-aarch64 test-thumb firmware lint bench compare callgrind report
+.PHONY: demo setup setup-torch setup-cross setup-compare build check test test-host \
+        test-v3 test-aarch64 test-thumb firmware lint bench compare callgrind report
 
 ## demo: train the CPU `edge` preset, export q8_0, generate text, print per-token latency.
 demo: setup-torch
@@ -35,9 +35,14 @@ build: setup-torch
 test: setup lint test-host test-v3 test-aarch64 test-thumb firmware
 	@echo "make test: all suites passed"
 
+## check: the everyday loop: formatting, clippy on every crate and the host tests, with what
+## is installed (no apt-get, no torch download; the exporter needs .venv's torch).
+check: lint
+	$(CARGO) test --workspace
+
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy -q -p folio-kernels -p folio-runtime --all-targets -- -D warnings
+	$(CARGO) clippy -q --workspace --all-targets -- -D warnings
 
 test-host: setup-torch
 	$(CARGO) test --workspace
@@ -50,8 +55,9 @@ test-v3:
 # The CLI tests spawn host binaries, so under qemu-user only the library suites run.
 test-aarch64: setup-cross
 	$(CARGO) test --release --target $(AARCH64) -p folio-kernels --lib --tests
-	$(CARGO) test --release --target $(AARCH64) -p folio-runtime --lib
-	$(CARGO) test --release --target $(AARCH64) -p folio-tests --lib --test parity --test loader --test writers --test no_alloc --test generate
+	$(CARGO) test --release --target $(AARCH64) -p folio-runtime --lib --test loader --test model \
+	  --test parity --test generate --test no_alloc
+	$(CARGO) test --release --target $(AARCH64) -p folio-tests --lib --test writers
 
 test-thumb: setup-cross
 	$(CARGO) build -p folio-runtime --no-default-features --target thumbv7em-none-eabihf

@@ -2,9 +2,10 @@
 //! master weights under their own names, the AdamW moments as `adam_m.NAME` /
 //! `adam_v.NAME`, and `folio.checkpoint` metadata (hyper-parameters, step, batch RNG
 //! state, times, data sha256). Written atomically after every evaluation.
-use crate::export::{serialize_sorted, write_atomic};
-use crate::quantize::{Dtype, Stored};
-use crate::train::{AdamW, Hyper};
+use crate::export::{serialize, write_atomic};
+use crate::hyper::Hyper;
+use crate::optim::AdamW;
+use crate::quantize::Stored;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -66,7 +67,7 @@ fn stored(name: String, t: &Tensor) -> Result<Stored> {
     let bytes = to_f32(t)?.iter().flat_map(|v| v.to_le_bytes()).collect();
     Ok(Stored {
         name,
-        dtype: Dtype::F32,
+        dtype: safetensors::Dtype::F32,
         shape,
         bytes,
     })
@@ -102,7 +103,7 @@ pub fn write(
         "folio.checkpoint".to_string(),
         serde_json::to_string(&meta)?,
     );
-    write_atomic(path, &serialize_sorted(&tensors, md)?)
+    write_atomic(path, &serialize(&tensors, md)?)
         .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 

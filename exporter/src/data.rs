@@ -171,13 +171,8 @@ impl Vocab {
             .collect()
     }
 
-    /// `folio.vocab`: a JSON array of one-character strings in token-id order.
-    pub fn to_json(&self) -> String {
-        let v: Vec<String> = self.chars.iter().map(|c| c.to_string()).collect();
-        serde_json::to_string(&v).unwrap_or_default()
-    }
-
-    /// Parses `folio.vocab`.
+    /// Parses format 1's `folio.vocab` (a JSON array of one-character strings); format 2's
+    /// is the characters themselves.
     pub fn from_json(s: &str) -> Result<Self> {
         let v: Vec<String> =
             serde_json::from_str(s).context("folio.vocab is not a JSON array of strings")?;
@@ -327,7 +322,11 @@ mod tests {
         );
         assert_eq!(v.encode("hold").unwrap(), vec![5, 7, 6, 3]);
         assert!(v.encode("z").is_err());
-        assert_eq!(Vocab::from_json(&v.to_json()).unwrap(), v);
+        assert_eq!(
+            Vocab::from_json(r#"[" ", ",", "\n"]"#).unwrap().chars,
+            [' ', ',', '\n']
+        );
+        assert!(Vocab::from_json(r#"["ab"]"#).is_err());
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! folio model files (docs/FORMAT.md), f32 or quantised, checked by the runtime itself.
 //!
 //! Data flow: `data` (text → vocab, splits, batches) → `model` (tch GPT with the runtime's
-//! tensor names) → `train` (AdamW loop, schedule, `estimate_loss`, log) with `checkpoint`
-//! → `quantize` (f32 → encodings, kernels' block definitions) → `export` (atomic
-//! safetensors files) → `report` (val loss of each encoding, computed by folio-runtime);
+//! tensor names and `Config`) → `hyper` (presets, schedule) and `optim` (AdamW) → `train`
+//! (loop, `estimate_loss`, log) with `checkpoint` → `quantize` (f32 → encodings, kernels'
+//! block definitions) → `export` (atomic format 2 files; reads formats 1 and 2) →
+//! `report` (val loss of each encoding, computed by folio-runtime).
 //! `validate` checks every input (files, hyper-parameters, output paths, the run lock)
 //! before any of it starts.
 #![deny(missing_docs)]
@@ -12,7 +13,9 @@
 pub mod checkpoint;
 pub mod data;
 pub mod export;
+pub mod hyper;
 pub mod model;
+pub mod optim;
 pub mod quantize;
 pub mod report;
 pub mod train;

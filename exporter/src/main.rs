@@ -3,6 +3,7 @@
 //! ```text
 //! exporter train [--preset edge|model1|model2|model3] [--out model.safetensors] [--dtype q8_0]
 //! exporter quantize model.f32.safetensors --dtype q4_0 --out model.q4.safetensors
+//! exporter convert old.safetensors --out new.safetensors
 //! ```
 //! `train --out BASE.safetensors` writes `BASE.safetensors` (the `--dtype` encoding),
 //! `BASE.f32.safetensors` (the f32 master, for `quantize`), `BASE.ckpt.safetensors`
@@ -11,15 +12,17 @@
 //!
 //! Every input is checked before work starts (`folio_exporter::validate`). Errors print one
 //! line, `exporter: error: ...`, and exit with status 1 (2 for bad command-line syntax).
+//! `quantize` and `convert` read format 1 files too, and write format 2.
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use folio_exporter::checkpoint::to_f32;
 use folio_exporter::data::{self, Dataset};
-use folio_exporter::export::{Master, RunPaths};
+use folio_exporter::export::{self, Master, RunPaths};
+use folio_exporter::hyper::Hyper;
 use folio_exporter::model::Mode;
-use folio_exporter::quantize::Encoding;
+use folio_exporter::quantize::{parse_encoding, Encoding};
 use folio_exporter::report::{self, EvalSet};
-use folio_exporter::train::{self, Hyper, RunOpts};
+use folio_exporter::train::{self, RunOpts};
 use folio_exporter::validate;
 use folio_runtime::cli::{self, printable};
 use folio_runtime::note;
@@ -46,9 +49,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Train on Tiny Shakespeare and export (f32 master + the chosen encoding).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Re-export an f32 master in another encoding, without retraining.
     Quantize(QuantizeArgs),
+    /// Rewrite a folio file (format 1 or 2) as format 2, every tensor in its encoding.
+    Convert(ConvertArgs),
 }
 
 #[derive(Args)]
@@ -72,7 +77,7 @@ struct TrainArgs {
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
     /// Encoding of --out: f32, f16, q8_0 or q4_0 (quantised files keep 1-D tensors F32 and wpe F16).
-    #[arg(long, default_value = "q8_0")]
+    #[arg(long, default_value = "q8_0", value_parser = parse_encoding)]
     dtype: Encoding,
     /// Hyper-parameter preset: edge (about 3 min on 2 CPU cores, the default), model1,
     /// model2, model3.
@@ -178,13 +183,22 @@ struct QuantizeArgs {
     /// An f32 master (BASE.f32.safetensors written by `train`).
     input: PathBuf,
     /// Target encoding.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_encoding)]
     dtype: Encoding,
     /// Output file.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// A folio file of format 1 or 2.
+    input: PathBuf,
+    /// Output file (format 2).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -218,8 +232,9 @@ fn main() -> ExitCode {
         }
     };
     let done = match cli.cmd {
-        Cmd::Train(a) => run_train(a),
+        Cmd::Train(a) => run_train(*a),
         Cmd::Quantize(a) => run_quantize(a),
+        Cmd::Convert(a) => run_convert(a),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -358,7 +373,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         m.extend(e);
     }
     let master = Master {
-        cfg: done.model.cfg.clone(),
+        cfg: done.model.cfg,
         vocab: data.vocab.clone(),
         tensors,
         train: train_meta,
@@ -477,7 +492,15 @@ fn run_quantize(a: QuantizeArgs) -> Result<()> {
     validate::out_paths(&[&a.out])?;
     validate::input_file(&a.input, u64::MAX)
         .with_context(|| format!("reading {}", a.input.display()))?;
-    let master = Master::read(&a.input)?;
+    let loaded = export::read(&a.input)?;
+    if !loaded.is_f32() {
+        bail!(
+            "{} stores {} tensors: quantize from the f32 master (BASE.f32.safetensors)",
+            a.input.display(),
+            loaded.dtype
+        );
+    }
+    let master = loaded.master;
     validate::master(&master, &a.input)?;
     let data = load_data(a.common.data.as_deref())?;
     if data.vocab != master.vocab {
@@ -490,5 +513,23 @@ fn run_quantize(a: QuantizeArgs) -> Result<()> {
     );
     export_with_report(&master, a.dtype, &set, None, None, &a.out)?;
     note!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn run_convert(a: ConvertArgs) -> Result<()> {
+    let loaded = export::read(&a.input)?;
+    let converted = export::convert(&loaded)?;
+    export::write_atomic(&a.out, &converted.bytes)?;
+    note!(
+        "wrote {} (format 2, from format {}): {} tensors, {} values re-encoded unchanged{}",
+        a.out.display(),
+        loaded.format,
+        loaded.plan.len(),
+        converted.values,
+        match converted.changed {
+            0 => String::new(),
+            n => format!(", {n} changed by at most {:e}", converted.max_change),
+        }
+    );
     Ok(())
 }

@@ -1,37 +1,10 @@
 //! nanoGPT's `model.py` in tch, with parameter paths equal to the runtime's tensor names
 //! (docs/FORMAT.md): `wte.weight`, `h.{i}.attn.c_attn.weight`, ... Pre-norm blocks, GELU
 //! (tanh), LayerNorm with biases, tied embeddings by default, dropout only in training.
-use serde::{Deserialize, Serialize};
+//! The shape is the runtime's own [`Config`].
+use folio_runtime::Config;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
-
-/// The model shape: the `folio.config` object of docs/FORMAT.md.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Config {
-    /// Tokens in the vocabulary (V).
-    pub vocab_size: usize,
-    /// Context length (T).
-    pub block_size: usize,
-    /// Embedding width (C).
-    pub n_embd: usize,
-    /// Attention heads (H); `n_embd % n_head == 0`.
-    pub n_head: usize,
-    /// Transformer blocks.
-    pub n_layer: usize,
-    /// LayerNorm epsilon (1e-5).
-    pub layer_norm_eps: f64,
-    /// Always `"gelu_tanh"`.
-    pub activation: String,
-    /// The head reuses `wte.weight` (no `lm_head.weight`).
-    pub tied_embeddings: bool,
-}
-
-impl Config {
-    /// `folio.config` JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
 
 struct Linear {
     w: Tensor, // (out, in)
@@ -113,50 +86,33 @@ impl Gpt {
     /// biases, LayerNorm weight 1.
     pub fn new(p: &nn::Path, cfg: &Config) -> Self {
         let (v, t, c) = (cfg.vocab_size, cfg.block_size, cfg.n_embd);
+        let eps = f64::from(cfg.layer_norm_eps);
         let std = 0.02;
         let proj_std = 0.02 / ((2 * cfg.n_layer) as f64).sqrt();
-        let wte = (p / "wte").var(
-            "weight",
-            &[v as i64, c as i64],
-            Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        );
-        let wpe = (p / "wpe").var(
-            "weight",
-            &[t as i64, c as i64],
-            Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        );
+        let normal = Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        };
+        let wte = (p / "wte").var("weight", &[v as i64, c as i64], normal);
+        let wpe = (p / "wpe").var("weight", &[t as i64, c as i64], normal);
         let blocks = (0..cfg.n_layer)
             .map(|i| {
                 let h = p / "h" / i;
                 Block {
-                    ln_1: LayerNorm::new(&h / "ln_1", c, cfg.layer_norm_eps),
+                    ln_1: LayerNorm::new(&h / "ln_1", c, eps),
                     c_attn: Linear::new(&h / "attn" / "c_attn", c, 3 * c, std),
                     attn_proj: Linear::new(&h / "attn" / "c_proj", c, c, proj_std),
-                    ln_2: LayerNorm::new(&h / "ln_2", c, cfg.layer_norm_eps),
+                    ln_2: LayerNorm::new(&h / "ln_2", c, eps),
                     c_fc: Linear::new(&h / "mlp" / "c_fc", c, 4 * c, std),
                     mlp_proj: Linear::new(&h / "mlp" / "c_proj", 4 * c, c, proj_std),
                 }
             })
             .collect();
-        let ln_f = LayerNorm::new(p / "ln_f", c, cfg.layer_norm_eps);
-        let lm_head = (!cfg.tied_embeddings).then(|| {
-            (p / "lm_head").var(
-                "weight",
-                &[v as i64, c as i64],
-                Init::Randn {
-                    mean: 0.0,
-                    stdev: std,
-                },
-            )
-        });
+        let ln_f = LayerNorm::new(p / "ln_f", c, eps);
+        let lm_head = (!cfg.tied_embeddings)
+            .then(|| (p / "lm_head").var("weight", &[v as i64, c as i64], normal));
         Self {
-            cfg: cfg.clone(),
+            cfg: *cfg,
             wte,
             wpe,
             lm_head,
@@ -166,6 +122,9 @@ impl Gpt {
     }
 
     /// Logits (B, T, V) for token ids `idx` (B, T), T <= block_size.
+    // `x = x + …`, not `x += …`: an in-place add would change the tensor LayerNorm saved
+    // for the backward pass.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, idx: &Tensor, mode: Mode) -> Tensor {
         let (b, t) = idx.size2().expect("idx must be (B, T)");
         let c = self.cfg.n_embd as i64;
@@ -234,7 +193,6 @@ mod tests {
             n_head: 4,
             n_layer: 2,
             layer_norm_eps: 1e-5,
-            activation: "gelu_tanh".into(),
             tied_embeddings: true,
         }
     }

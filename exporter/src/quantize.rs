@@ -4,93 +4,29 @@
 use anyhow::{bail, Result};
 use folio_kernels::quant::{quantize_row_q4, quantize_row_q8};
 use folio_kernels::QK;
+pub use folio_runtime::Encoding;
 use half::f16;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
+use safetensors::Dtype;
 
-/// How one tensor is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    /// F32 as is.
-    F32,
-    /// F16.
-    F16,
-    /// I8 values + F16 scale per 32 columns.
-    Q8_0,
-    /// Packed 4-bit values + F16 scale per 32 columns.
-    Q4_0,
-}
-
-impl Encoding {
-    /// The next more precise encoding (`q4_0 → q8_0 → f16 → f32`).
-    pub fn promote(self) -> Self {
-        match self {
-            Self::Q4_0 => Self::Q8_0,
-            Self::Q8_0 => Self::F16,
-            Self::F16 | Self::F32 => Self::F32,
-        }
-    }
-
-    /// True for the block-quantised encodings.
-    pub fn is_quantised(self) -> bool {
-        matches!(self, Self::Q8_0 | Self::Q4_0)
-    }
-
-    /// The `folio.dtype` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::F16 => "f16",
-            Self::Q8_0 => "q8_0",
-            Self::Q4_0 => "q4_0",
-        }
+/// The next more precise encoding (`q4_0 → q8_0 → f16 → f32`).
+pub fn promote(enc: Encoding) -> Encoding {
+    match enc {
+        Encoding::Q4_0 => Encoding::Q8_0,
+        Encoding::Q8_0 => Encoding::F16,
+        Encoding::F16 | Encoding::F32 => Encoding::F32,
     }
 }
 
-impl fmt::Display for Encoding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
-impl FromStr for Encoding {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "f32" => Self::F32,
-            "f16" => Self::F16,
-            "q8_0" | "q8" => Self::Q8_0,
-            "q4_0" | "q4" => Self::Q4_0,
-            _ => bail!("unknown dtype {s:?} (expected f32, f16, q8_0 or q4_0)"),
-        })
-    }
-}
-
-/// The element type of one stored tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dtype {
-    /// 4-byte float.
-    F32,
-    /// 2-byte float.
-    F16,
-    /// Signed byte (q8_0 values).
-    I8,
-    /// Unsigned byte (q4_0 nibble pairs).
-    U8,
-}
-
-impl Dtype {
-    /// The safetensors dtype.
-    pub fn safetensors(self) -> safetensors::Dtype {
-        match self {
-            Self::F32 => safetensors::Dtype::F32,
-            Self::F16 => safetensors::Dtype::F16,
-            Self::I8 => safetensors::Dtype::I8,
-            Self::U8 => safetensors::Dtype::U8,
-        }
-    }
+/// Parse a `--dtype` value: an [`Encoding`] name, or `q8`/`q4`.
+pub fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    let name = match s {
+        "q8" => "q8_0",
+        "q4" => "q4_0",
+        s => s,
+    };
+    Encoding::from_name(name).ok_or(format!(
+        "unknown dtype {s:?} (expected f32, f16, q8_0 or q4_0)"
+    ))
 }
 
 /// One tensor ready to be written: name, dtype, shape and little-endian bytes.
@@ -108,7 +44,7 @@ pub struct Stored {
 
 /// True when a `[rows, cols]` matrix can be block-quantised (`cols % 32 == 0`).
 pub fn quantisable(shape: &[usize]) -> bool {
-    shape.len() == 2 && shape[1] % QK == 0 && shape[1] > 0
+    shape.len() == 2 && shape[1].is_multiple_of(QK) && shape[1] > 0
 }
 
 /// Encodes tensor `name` (`shape`, data `x`) as `enc`: one [`Stored`] for f32/f16, the

@@ -4,7 +4,7 @@
 //! time until it holds, giving a `mixed` file.
 use crate::data::{Dataset, Split};
 use crate::export::{Master, Plan};
-use crate::quantize::Encoding;
+use crate::quantize::{promote, Encoding};
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -49,11 +49,9 @@ impl EvalSet {
 /// Mean cross-entropy (nats) of the folio file `bytes` over every position of `set`,
 /// computed with folio-runtime (`Model::from_bytes`, `session.forward`).
 pub fn runtime_loss(bytes: &[u8], set: &EvalSet) -> Result<f64> {
-    // The runtime reads in place and needs 4-byte alignment: copy into u64 storage.
-    let mut store = vec![0u64; bytes.len().div_ceil(8)];
-    bytemuck::cast_slice_mut::<u64, u8>(&mut store)[..bytes.len()].copy_from_slice(bytes);
-    let bytes = &bytemuck::cast_slice::<u64, u8>(&store)[..bytes.len()];
-    let model = folio_runtime::Model::from_bytes(bytes)
+    // The runtime reads in place and needs its data section aligned.
+    let copy = folio_runtime::file::AlignedCopy::new(bytes);
+    let model = folio_runtime::Model::from_bytes(copy.bytes())
         .map_err(|e| anyhow!("runtime cannot load the file: {e}"))?;
     let mut scratch = vec![0u64; model.session_bytes().div_ceil(8)];
     let mut session = model
@@ -98,6 +96,7 @@ pub fn tolerance(enc: Encoding) -> f64 {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// The requested encoding.
+    #[serde(serialize_with = "encoding_name")]
     pub target: Encoding,
     /// `folio.dtype` of the written file (`mixed` if a tensor was promoted).
     pub dtype: String,
@@ -116,9 +115,21 @@ pub struct Report {
     /// True when `delta_pct <= target_pct`.
     pub within_target: bool,
     /// Tensors stored more precisely than the default for `target`.
+    #[serde(serialize_with = "encoding_names")]
     pub promoted: BTreeMap<String, Encoding>,
     /// Runtime val loss with every matrix at the default encoding (before promotions).
     pub uniform_val_loss: f64,
+}
+
+fn encoding_name<S: serde::Serializer>(e: &Encoding, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(e.as_str())
+}
+
+fn encoding_names<S: serde::Serializer>(
+    m: &BTreeMap<String, Encoding>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().map(|(k, e)| (k, e.as_str())))
 }
 
 /// Picks the plan for `target`: the default plan if it holds the target, else the default
@@ -162,7 +173,7 @@ pub fn choose_plan(
         }
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (delta, name) in ranked {
-            let enc = plan[&name].promote();
+            let enc = promote(plan[&name]);
             plan.insert(name.clone(), enc);
             loss = loss_of(&plan, set)?;
             folio_runtime::note!(
@@ -182,7 +193,7 @@ pub fn choose_plan(
     let report = Report {
         target,
         dtype: if promoted.is_empty() {
-            target.label().to_string()
+            target.as_str().to_string()
         } else {
             "mixed".to_string()
         },

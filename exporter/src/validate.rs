@@ -14,7 +14,7 @@
 //!   given on the command line.
 use crate::data::Dataset;
 use crate::export::{Master, RunPaths};
-use crate::train::Hyper;
+use crate::hyper::Hyper;
 use anyhow::{bail, Context, Result};
 use folio_runtime::cli::printable;
 use folio_runtime::file::{file_kind, open_regular};
@@ -529,14 +529,13 @@ mod tests {
 
     #[test]
     fn non_finite_weights_are_named() {
-        let cfg = crate::model::Config {
+        let cfg = folio_runtime::Config {
             vocab_size: 2,
             block_size: 2,
             n_embd: 32,
             n_head: 1,
             n_layer: 1,
             layer_norm_eps: 1e-5,
-            activation: "gelu_tanh".into(),
             tied_embeddings: true,
         };
         let mut m = Master {

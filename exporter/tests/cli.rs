@@ -1,5 +1,6 @@
 //! The `exporter` binary end to end: the model1 run and its recorded val loss, the
-//! quantize sub-command, resume after a stop or a kill, atomic outputs.
+//! quantize sub-command, resume after a stop or a kill, atomic outputs, and `convert` of a
+//! format 1 file.
 use folio_tests::reference::{Options, Reference};
 use folio_tests::AlignedBytes;
 use std::path::{Path, PathBuf};
@@ -178,15 +179,7 @@ fn small(out: &Path) -> Command {
 }
 
 fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.data().to_vec()))
-        .collect();
-    v.sort();
-    v
+    tensors_of(&std::fs::read(path).unwrap())
 }
 
 #[test]
@@ -308,4 +301,68 @@ fn a_killed_run_leaves_no_model_and_resumes() {
         "temporary model files left: {leftovers:?}"
     );
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn convert_upgrades_a_format_1_file() {
+    use folio_tests::fixture::{Config, Encoding, FixtureSpec, Plan};
+    use folio_tests::handwritten::edit_header;
+    let d = tmpdir("convert");
+    let config = Config::TINY[1];
+    let new_file = FixtureSpec::new(config, Plan::All(Encoding::Q8_0), 4).to_bytes();
+    // The same model as format 1: config and vocabulary as JSON inside strings.
+    let old_file = edit_header(&new_file, |h| {
+        let vocab: Vec<String> = folio_tests::fixture::vocab_for(config.vocab_size)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let cfg = serde_json::json!({
+            "vocab_size": config.vocab_size, "block_size": config.block_size,
+            "n_embd": config.n_embd, "n_head": config.n_head, "n_layer": config.n_layer,
+            "layer_norm_eps": config.layer_norm_eps, "activation": "gelu_tanh",
+            "tied_embeddings": config.tied_embeddings,
+        });
+        h["__metadata__"] = serde_json::json!({
+            "folio.format": "1",
+            "folio.config": cfg.to_string(),
+            "folio.vocab": serde_json::to_string(&vocab).unwrap(),
+            "folio.dtype": "q8_0",
+        });
+    });
+    let (old, new) = (d.join("old.safetensors"), d.join("new.safetensors"));
+    std::fs::write(&old, &old_file).unwrap();
+    let a = AlignedBytes::new(&old_file);
+    assert_eq!(
+        folio_runtime::Model::from_bytes(a.bytes()).map(|_| ()),
+        Err(folio_runtime::Error::Format1)
+    );
+    let err = run(exporter().arg("convert").arg(&old).arg("--out").arg(&new));
+    assert!(
+        err.contains("from format 1") && !err.contains("changed by"),
+        "{err}"
+    );
+    // Same tensors, byte for byte; format 2 metadata; the runtime's logits unchanged.
+    assert_eq!(tensors(&new), tensors_of(&new_file));
+    let meta = metadata(&new);
+    assert_eq!(meta["folio.format"], "2");
+    assert_eq!(meta["folio.n_embd"], config.n_embd.to_string());
+    let tokens: Vec<u32> = (0..config.block_size as u32).collect();
+    let converted = AlignedBytes::new(&std::fs::read(&new).unwrap());
+    let original = AlignedBytes::new(&new_file);
+    assert_eq!(
+        folio_tests::runtime_logits(converted.bytes(), &tokens).unwrap(),
+        folio_tests::runtime_logits(original.bytes(), &tokens).unwrap()
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+fn tensors_of(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
 }

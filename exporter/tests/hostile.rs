@@ -279,16 +279,27 @@ fn special_files_and_bad_outputs_fail_fast() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// A master's `folio.config` rewritten by `edit` (the tensors left as they are).
+/// A master's config metadata (`folio.block_size`, ...) rewritten by `edit`, which sees
+/// them as one object without the `folio.` prefix (the tensors left as they are).
 fn edited_master(src: &Path, dst: &Path, edit: impl Fn(&mut serde_json::Value)) {
     let bytes = std::fs::read(src).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let meta = &mut header["__metadata__"];
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(meta["folio.config"].as_str().unwrap()).unwrap();
+    let keys = ["vocab_size", "block_size", "n_embd", "n_head", "n_layer"];
+    let mut cfg = serde_json::json!({});
+    for k in keys {
+        let v: u64 = meta[format!("folio.{k}")]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        cfg[k] = v.into();
+    }
     edit(&mut cfg);
-    meta["folio.config"] = serde_json::Value::String(cfg.to_string());
+    for k in keys {
+        meta[format!("folio.{k}")] = serde_json::Value::String(cfg[k].to_string());
+    }
     let mut text = header.to_string().into_bytes();
     text.resize(text.len().next_multiple_of(8), b' ');
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
@@ -363,11 +374,11 @@ fn resume_quantize_streams_and_a_second_run() {
         (
             &(|c: &mut serde_json::Value| c["block_size"] = 0.into())
                 as &dyn Fn(&mut serde_json::Value),
-            "block_size must be at least 1",
+            "folio.block_size must be a positive decimal integer",
         ),
         (
             &|c: &mut serde_json::Value| c["n_layer"] = 17.into(),
-            "MAX_LAYERS",
+            "folio.n_layer exceeds the runtime capacity 16",
         ),
         (
             &|c: &mut serde_json::Value| c["n_head"] = 5.into(),
@@ -389,7 +400,7 @@ fn resume_quantize_streams_and_a_second_run() {
             "--out",
             q.to_str().unwrap(),
         ]);
-        fails(&o, 1, &["folio.config", needle]);
+        fails(&o, 1, &[needle]);
         assert!(!q.exists());
     }
 

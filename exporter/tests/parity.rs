@@ -3,9 +3,10 @@
 use folio_exporter::checkpoint::to_f32;
 use folio_exporter::data::{self, Dataset, Split};
 use folio_exporter::export::Master;
+use folio_exporter::hyper::Hyper;
 use folio_exporter::model::Mode;
 use folio_exporter::quantize::Encoding;
-use folio_exporter::train::{self, Hyper, RunOpts};
+use folio_exporter::train::{self, RunOpts};
 use folio_tests::AlignedBytes;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
@@ -47,7 +48,7 @@ fn trained(data: &Dataset, h: Hyper, tag: &str) -> (folio_exporter::model::Gpt, 
         );
     }
     let master = Master {
-        cfg: done.model.cfg.clone(),
+        cfg: done.model.cfg,
         vocab: data.vocab.clone(),
         tensors,
         train: serde_json::Value::Null,

@@ -1,10 +1,15 @@
-//! Stage 2: `folio.format` and `folio.config` → a validated [`Config`].
+//! Stage 2: the `folio.*` metadata strings ([`MetaKey`]) → a validated [`Config`].
 //!
-//! The config is JSON inside a JSON string; it is read straight from the escaped metadata
-//! value through [`crate::format::Unescape`], without a copy. Unknown fields are ignored.
-use crate::error::{ConfigField, Error, MetaKey};
-use crate::format::{EscSource, Reader};
-use crate::{MAX_LAYERS, MAX_VOCAB};
+//! Sizes are decimal strings, `folio.layer_norm_eps` a decimal number, the rest fixed
+//! words (docs/FORMAT.md). The runtime's fixed capacities live here too.
+use crate::error::Error;
+use crate::header::{unescape, unescape_into, Header};
+use crate::names::MetaKey;
+
+/// Most transformer blocks.
+pub const MAX_LAYERS: usize = 16;
+/// Largest vocabulary (the tokenizer is a `[char; 256]`).
+pub const MAX_VOCAB: usize = 256;
 
 /// Model hyper-parameters (docs/FORMAT.md), validated against the runtime's capacities.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,7 +46,100 @@ pub(crate) struct SessionLayout {
     pub bytes: usize,
 }
 
+/// Extra bytes a session may need to reach 4-byte alignment.
+pub(crate) const ALIGN_SLACK: usize = core::mem::align_of::<f32>() - 1;
+
 impl Config {
+    /// Read and validate the `folio.*` keys of `header`.
+    pub fn from_header(header: &Header<'_>) -> Result<Config, Error> {
+        let get = |key: MetaKey| {
+            header
+                .metadata(key.as_str())
+                .ok_or(Error::MissingMetadata { key })
+        };
+        let is = |raw: &str, word: &str| unescape(raw).eq(word.chars());
+        let format = get(MetaKey::Format)?;
+        if is(format, "1") {
+            return Err(Error::Format1);
+        }
+        if !is(format, "2") {
+            return Err(Error::BadMetadata {
+                key: MetaKey::Format,
+            });
+        }
+        let size = |key: MetaKey| -> Result<usize, Error> {
+            let bad = Error::BadMetadata { key };
+            let too_large = Error::ConfigTooLarge { key, max: u32::MAX };
+            let mut v = 0u64;
+            for (i, c) in unescape(get(key)?).enumerate() {
+                let d = c.to_digit(10).filter(|_| i == 0 || v > 0).ok_or(bad)?;
+                v = v
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(d.into()))
+                    .ok_or(too_large)?;
+            }
+            let v = u32::try_from(v).map_err(|_| too_large)?;
+            (v > 0).then_some(v as usize).ok_or(bad)
+        };
+        let eps_key = MetaKey::LayerNormEps;
+        let mut buf = [0u8; 32];
+        let eps = unescape_into(get(eps_key)?, &mut buf)
+            .and_then(parse_f32)
+            .filter(|e| e.is_finite() && *e >= 0.0)
+            .ok_or(Error::BadMetadata { key: eps_key })?;
+        if !is(get(MetaKey::Activation)?, "gelu_tanh") {
+            return Err(Error::BadMetadata {
+                key: MetaKey::Activation,
+            });
+        }
+        let tied = get(MetaKey::TiedEmbeddings)?;
+        let tied_embeddings = is(tied, "true");
+        if !tied_embeddings && !is(tied, "false") {
+            return Err(Error::BadMetadata {
+                key: MetaKey::TiedEmbeddings,
+            });
+        }
+        let cfg = Config {
+            vocab_size: size(MetaKey::VocabSize)?,
+            block_size: size(MetaKey::BlockSize)?,
+            n_embd: size(MetaKey::NEmbd)?,
+            n_head: size(MetaKey::NHead)?,
+            n_layer: size(MetaKey::NLayer)?,
+            layer_norm_eps: eps,
+            tied_embeddings,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Structural rules and capacities (everything but the quantised-columns rule, which
+    /// depends on the tensors).
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.n_embd.checked_rem(self.n_head) != Some(0) {
+            return Err(Error::HeadsDoNotDivide {
+                n_embd: self.n_embd as u32,
+                n_head: self.n_head as u32,
+            });
+        }
+        let too_large = |key, max: usize| {
+            Err(Error::ConfigTooLarge {
+                key,
+                max: max as u32,
+            })
+        };
+        if self.n_layer > MAX_LAYERS {
+            return too_large(MetaKey::NLayer, MAX_LAYERS);
+        }
+        if self.vocab_size > MAX_VOCAB {
+            return too_large(MetaKey::VocabSize, MAX_VOCAB);
+        }
+        // 4C and 3C rows, and the session sizes, must not overflow.
+        if self.n_embd.checked_mul(4).is_none() || self.layout().is_none() {
+            return too_large(MetaKey::NEmbd, u32::MAX as usize);
+        }
+        Ok(())
+    }
+
     /// `C / H`.
     pub fn head_size(&self) -> usize {
         self.n_embd / self.n_head.max(1)
@@ -78,304 +176,241 @@ impl Config {
     }
 }
 
-/// Extra bytes a session may need to reach 4-byte alignment.
-pub(crate) const ALIGN_SLACK: usize = core::mem::align_of::<f32>() - 1;
-
-/// Check `folio.format` (raw metadata value) is `"1"`.
-pub(crate) fn check_format(raw: &str) -> Result<(), Error> {
-    if crate::format::raw_eq(raw, "1") {
-        Ok(())
+/// A decimal number, `-?D(.D)?([eE][+-]?D)?` with `D` one or more ASCII digits, rounded to
+/// f32 (within an ulp of correct rounding; ±inf on overflow).
+///
+/// Integer arithmetic only (core's float parsing and soft-float f64 cost kilobytes of
+/// flash on Cortex-M): up to 19 significant digits `m` and a power of ten `e`; `m` is
+/// kept normalised to its top bit and multiplied or divided by 10 once per step of `e`
+/// (each step truncates below bit 2^-60, far below f32's 24 bits), then rounded to f32
+/// once and scaled by a power of two exactly (a subnormal rounds a second time).
+pub fn parse_f32(s: &str) -> Option<f32> {
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit());
+    let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+    let (num, exp) = s
+        .split_once(['e', 'E'])
+        .map_or((s, None), |(n, e)| (n, Some(e)));
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if !digits(int) || (num.contains('.') && !digits(frac)) {
+        return None;
+    }
+    let mut e = 0i32;
+    if let Some(x) = exp {
+        let (eneg, x) = x
+            .strip_prefix('-')
+            .map_or((false, x.strip_prefix('+').unwrap_or(x)), |r| (true, r));
+        if !digits(x) {
+            return None;
+        }
+        let v = x.bytes().fold(0i32, |e, c| {
+            e.saturating_mul(10).saturating_add(i32::from(c - b'0'))
+        });
+        e = if eneg { -v } else { v };
+    }
+    let (mut m, mut exact) = (0u64, true);
+    let all = int
+        .bytes()
+        .map(|c| (c, 0))
+        .chain(frac.bytes().map(|c| (c, 1)));
+    for (c, in_frac) in all {
+        match m
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u64::from(c - b'0')))
+        {
+            Some(v) if exact => (m, e) = (v, e - in_frac),
+            _ => (exact, e) = (false, e.saturating_add(1 - in_frac)),
+        }
+    }
+    // m < 2^64 < 10^20: 10^e above 10^39 overflows f32, below 10^-66 underflows.
+    let v = if m == 0 || e < -66 {
+        0.0
+    } else if e > 39 {
+        f32::INFINITY
     } else {
-        Err(Error::UnsupportedFormat)
-    }
-}
-
-/// Parse and validate the raw (escaped) `folio.config` value.
-pub(crate) fn parse(raw: &str) -> Result<Config, Error> {
-    let mut sizes: [Option<u64>; 5] = [None; 5];
-    let mut eps = None;
-    let mut activation_ok = None;
-    let mut tied = None;
-    let mut field_err: Option<ConfigField> = None;
-    let mut r = Reader::new(EscSource::new(raw));
-    let size_fields = [
-        ConfigField::VocabSize,
-        ConfigField::BlockSize,
-        ConfigField::NEmbd,
-        ConfigField::NHead,
-        ConfigField::NLayer,
-    ];
-    let res = r.object(|r, key| {
-        let Some(k) = key.as_str() else {
-            return r.skip_value();
+        let mut p = 0i32; // v = m * 2^p
+        let norm = |m: &mut u64, p: &mut i32| {
+            let z = m.leading_zeros();
+            (*m, *p) = (*m << z, *p - z as i32);
         };
-        if let Some(i) = size_fields.iter().position(|f| f.as_str() == k) {
-            if r.peek().is_some_and(|c| c == '-' || c.is_ascii_digit()) {
-                let v = r.number()?.as_u64();
-                if let Some(slot) = sizes.get_mut(i) {
-                    *slot = v;
-                }
-                if v.is_none() && field_err.is_none() {
-                    field_err = size_fields.get(i).copied();
-                }
-            } else {
-                field_err = field_err.or(size_fields.get(i).copied());
-                r.skip_value()?;
-            }
-            return Ok(());
+        norm(&mut m, &mut p);
+        for _ in 0..e.max(0) {
+            // m * 10 = (m >> 4) * 10 * 2^4, which fits: (2^60) * 10 < 2^64.
+            (m, p) = ((m >> 4) * 10, p + 4);
+            norm(&mut m, &mut p);
         }
-        match k {
-            "layer_norm_eps" => {
-                if r.peek().is_some_and(|c| c == '-' || c.is_ascii_digit()) {
-                    eps = Some(r.number()?.as_f32());
-                } else {
-                    field_err = field_err.or(Some(ConfigField::LayerNormEps));
-                    r.skip_value()?;
-                }
-            }
-            "activation" => {
-                if r.peek() == Some('"') {
-                    activation_ok = Some(r.string_eq("gelu_tanh")?);
-                } else {
-                    field_err = field_err.or(Some(ConfigField::Activation));
-                    r.skip_value()?;
-                }
-            }
-            "tied_embeddings" => {
-                if matches!(r.peek(), Some('t' | 'f')) {
-                    tied = Some(r.boolean()?);
-                } else {
-                    field_err = field_err.or(Some(ConfigField::TiedEmbeddings));
-                    r.skip_value()?;
-                }
-            }
-            _ => r.skip_value()?,
+        for _ in 0..(-e).max(0) {
+            m /= 10;
+            norm(&mut m, &mut p);
         }
-        Ok(())
-    });
-    let json_err = |offset| Error::BadMetadataJson {
-        key: MetaKey::Config,
-        offset,
+        // Keep 32 bits (f32 needs 24 + rounding), a sticky bit for the rest.
+        let mut v = ((m >> 32) | u64::from(m << 32 != 0)) as u32 as f32;
+        p += 32;
+        let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+        while p > 127 && v.is_finite() {
+            (v, p) = (v * pow2(127), p - 127);
+        }
+        while p < -126 && v != 0.0 {
+            (v, p) = (v * pow2(-126), p + 126);
+        }
+        v * pow2(p.clamp(-126, 127))
     };
-    res.map_err(json_err)?;
-    if !r.at_end() {
-        return Err(json_err(r.offset()));
-    }
-    if let Some(field) = field_err {
-        return Err(Error::BadConfig { field });
-    }
-    let mut vals = [0usize; 5];
-    for ((v, s), f) in vals.iter_mut().zip(sizes).zip(size_fields) {
-        let s = s.filter(|&s| s > 0).ok_or(Error::BadConfig { field: f })?;
-        // Sizes must fit u32 (error payloads and 32-bit targets).
-        *v = u32::try_from(s)
-            .ok()
-            .and_then(|s| usize::try_from(s).ok())
-            .ok_or(Error::ConfigTooLarge {
-                field: f,
-                max: u32::MAX,
-            })?;
-    }
-    let [vocab_size, block_size, n_embd, n_head, n_layer] = vals;
-    let layer_norm_eps = eps
-        .filter(|e| e.is_finite() && *e >= 0.0)
-        .ok_or(Error::BadConfig {
-            field: ConfigField::LayerNormEps,
-        })?;
-    match activation_ok {
-        None => {
-            return Err(Error::BadConfig {
-                field: ConfigField::Activation,
-            })
-        }
-        Some(false) => return Err(Error::BadActivation),
-        Some(true) => {}
-    }
-    let tied_embeddings = tied.ok_or(Error::BadConfig {
-        field: ConfigField::TiedEmbeddings,
-    })?;
-    let cfg = Config {
-        vocab_size,
-        block_size,
-        n_embd,
-        n_head,
-        n_layer,
-        layer_norm_eps,
-        tied_embeddings,
-    };
-    validate(&cfg)?;
-    Ok(cfg)
-}
-
-/// Structural rules and capacities (everything but the quantised-columns rule, which
-/// depends on the tensors).
-pub(crate) fn validate(cfg: &Config) -> Result<(), Error> {
-    if cfg.n_embd.checked_rem(cfg.n_head) != Some(0) {
-        return Err(Error::HeadsDoNotDivide {
-            n_embd: cfg.n_embd as u32,
-            n_head: cfg.n_head as u32,
-        });
-    }
-    if cfg.n_layer > MAX_LAYERS {
-        return Err(Error::ConfigTooLarge {
-            field: ConfigField::NLayer,
-            max: MAX_LAYERS as u32,
-        });
-    }
-    if cfg.vocab_size > MAX_VOCAB {
-        return Err(Error::ConfigTooLarge {
-            field: ConfigField::VocabSize,
-            max: MAX_VOCAB as u32,
-        });
-    }
-    // 4C and 3C rows, and the session sizes, must not overflow.
-    if cfg.n_embd.checked_mul(4).is_none() || cfg.layout().is_none() {
-        return Err(Error::ConfigTooLarge {
-            field: ConfigField::NEmbd,
-            max: u32::MAX,
-        });
-    }
-    Ok(())
+    Some(if neg { -v } else { v })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::string::String;
+    use std::vec::Vec;
 
-    /// Escape a JSON text the way it sits inside a metadata string.
-    fn raw(json: &str) -> String {
-        json.replace('\\', "\\\\").replace('"', "\\\"")
+    const GOOD: [(&str, &str); 9] = [
+        ("folio.format", "2"),
+        ("folio.vocab_size", "65"),
+        ("folio.block_size", "64"),
+        ("folio.n_embd", "128"),
+        ("folio.n_head", "4"),
+        ("folio.n_layer", "4"),
+        ("folio.layer_norm_eps", "1e-05"),
+        ("folio.activation", "gelu_tanh"),
+        ("folio.tied_embeddings", "true"),
+    ];
+
+    /// A header with only `__metadata__` (values are raw JSON string bodies).
+    fn parse_with(edit: &[(&str, Option<&str>)]) -> Result<Config, Error> {
+        let mut meta: Vec<(&str, &str)> = GOOD.to_vec();
+        for &(k, v) in edit {
+            meta.retain(|(m, _)| *m != k);
+            if let Some(v) = v {
+                meta.push((k, v));
+            }
+        }
+        let items: Vec<String> = meta
+            .iter()
+            .map(|(k, v)| std::format!("\"{k}\":\"{v}\""))
+            .collect();
+        let json = std::format!("{{\"__metadata__\":{{{}}}}}", items.join(","));
+        let mut f = Vec::from((json.len() as u64).to_le_bytes());
+        f.extend_from_slice(json.as_bytes());
+        Config::from_header(&Header::parse(&f)?)
     }
-
-    const GOOD: &str = r#"{"vocab_size": 65, "block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4, "layer_norm_eps": 1e-5, "activation": "gelu_tanh", "tied_embeddings": true}"#;
 
     #[test]
     fn parses_the_documented_example() {
-        let c = parse(&raw(GOOD)).unwrap();
-        assert_eq!(
-            c,
-            Config {
-                vocab_size: 65,
-                block_size: 64,
-                n_embd: 128,
-                n_head: 4,
-                n_layer: 4,
-                layer_norm_eps: 1e-5,
-                tied_embeddings: true
-            }
-        );
+        let c = parse_with(&[]).unwrap();
+        let want = Config {
+            vocab_size: 65,
+            block_size: 64,
+            n_embd: 128,
+            n_head: 4,
+            n_layer: 4,
+            layer_norm_eps: 1e-5,
+            tied_embeddings: true,
+        };
+        assert_eq!(c, want);
         assert_eq!(c.head_size(), 32);
-    }
-
-    #[test]
-    fn key_order_unknown_fields_and_escapes() {
-        let j = r#"{ "extra": {"a": [1, 2]}, "tied_embeddings": false, "activation": "gelu\u005ftanh",
-            "layer_norm_eps": 0.00001, "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 8, "vocab_size": 3 }"#;
-        let c = parse(&raw(j)).unwrap();
-        assert_eq!((c.vocab_size, c.n_layer, c.tied_embeddings), (3, 1, false));
-        assert_eq!(c.layer_norm_eps, 1e-5);
-    }
-
-    #[test]
-    fn each_bad_field_is_named() {
-        use ConfigField::*;
-        let cases = [
-            ("\"vocab_size\": 65,", "", VocabSize),
-            ("\"vocab_size\": 65", "\"vocab_size\": \"65\"", VocabSize),
-            ("\"block_size\": 64", "\"block_size\": 0", BlockSize),
-            ("\"n_embd\": 128", "\"n_embd\": 128.0", NEmbd),
-            ("\"n_head\": 4", "\"n_head\": -4", NHead),
-            ("\"n_layer\": 4,", "", NLayer),
-            (
-                "\"layer_norm_eps\": 1e-5",
-                "\"layer_norm_eps\": -1e-5",
-                LayerNormEps,
-            ),
-            (
-                "\"layer_norm_eps\": 1e-5",
-                "\"layer_norm_eps\": \"1e-5\"",
-                LayerNormEps,
-            ),
-            ("\"activation\": \"gelu_tanh\",", "", Activation),
-            (
-                "\"activation\": \"gelu_tanh\"",
-                "\"activation\": 1",
-                Activation,
-            ),
-            (
-                "\"tied_embeddings\": true",
-                "\"tied_embeddings\": 1",
-                TiedEmbeddings,
-            ),
+        let escaped = [
+            ("folio.n_layer", Some(r"\u0034")),
+            ("folio.activation", Some(r"gelu\u005ftanh")),
+            ("folio.layer_norm_eps", Some(r"0.0000\u0031")),
         ];
-        for (from, to, field) in cases {
-            let j = GOOD.replace(from, to);
-            assert_eq!(parse(&raw(&j)), Err(Error::BadConfig { field }), "{j}");
+        assert_eq!(parse_with(&escaped), Ok(want));
+        let tied = [("folio.tied_embeddings", Some("false"))];
+        assert!(!parse_with(&tied).unwrap().tied_embeddings);
+    }
+
+    #[test]
+    fn each_bad_value_is_named() {
+        use MetaKey::*;
+        let cases = [
+            (VocabSize, "065"),
+            (VocabSize, "0"),
+            (VocabSize, ""),
+            (BlockSize, "+64"),
+            (NEmbd, "128.0"),
+            (NHead, "-4"),
+            (NLayer, " 4"),
+            (LayerNormEps, "-1e-5"),
+            (LayerNormEps, "1e99"),
+            (LayerNormEps, "eps"),
+            (Activation, "relu"),
+            (TiedEmbeddings, "True"),
+            (Format, "3"),
+        ];
+        for (key, v) in cases {
+            let got = parse_with(&[(key.as_str(), Some(v))]);
+            assert_eq!(got, Err(Error::BadMetadata { key }), "{key:?} = {v:?}");
         }
+        for key in MetaKey::all().take(9) {
+            let got = parse_with(&[(key.as_str(), None)]);
+            assert_eq!(got, Err(Error::MissingMetadata { key }), "{key:?}");
+        }
+        assert_eq!(
+            parse_with(&[("folio.format", Some("1"))]),
+            Err(Error::Format1)
+        );
     }
 
     #[test]
     fn rules_and_capacities() {
-        let j = GOOD.replace("\"gelu_tanh\"", "\"relu\"");
-        assert_eq!(parse(&raw(&j)), Err(Error::BadActivation));
-        let j = GOOD.replace("\"n_head\": 4", "\"n_head\": 5");
+        let too_large = |key, max| Err(Error::ConfigTooLarge { key, max });
+        let heads = parse_with(&[("folio.n_head", Some("5"))]);
         assert_eq!(
-            parse(&raw(&j)),
+            heads,
             Err(Error::HeadsDoNotDivide {
                 n_embd: 128,
                 n_head: 5
             })
         );
-        let j = GOOD.replace("\"n_layer\": 4", "\"n_layer\": 17");
-        assert_eq!(
-            parse(&raw(&j)),
-            Err(Error::ConfigTooLarge {
-                field: ConfigField::NLayer,
-                max: 16
-            })
-        );
-        let j = GOOD.replace("\"vocab_size\": 65", "\"vocab_size\": 257");
-        assert_eq!(
-            parse(&raw(&j)),
-            Err(Error::ConfigTooLarge {
-                field: ConfigField::VocabSize,
-                max: 256
-            })
-        );
-        let j = GOOD.replace("\"n_embd\": 128", "\"n_embd\": 4294967296");
-        assert!(matches!(
-            parse(&raw(&j)),
-            Err(Error::ConfigTooLarge {
-                field: ConfigField::NEmbd,
-                ..
-            })
-        ));
-        assert!(matches!(
-            parse(&raw("{\"vocab_size\": 65")),
-            Err(Error::BadMetadataJson {
-                key: MetaKey::Config,
-                ..
-            })
-        ));
-        assert!(matches!(
-            parse(&raw("[]")),
-            Err(Error::BadMetadataJson { .. })
-        ));
-        assert!(matches!(
-            parse(&raw(&std::format!("{GOOD} x"))),
-            Err(Error::BadMetadataJson { .. })
-        ));
-        assert_eq!(check_format("1"), Ok(()));
-        assert_eq!(check_format(r"\u0031"), Ok(()));
-        assert_eq!(check_format("2"), Err(Error::UnsupportedFormat));
-        assert_eq!(check_format("1 "), Err(Error::UnsupportedFormat));
+        let layers = parse_with(&[("folio.n_layer", Some("17"))]);
+        assert_eq!(layers, too_large(MetaKey::NLayer, 16));
+        let vocab = parse_with(&[("folio.vocab_size", Some("257"))]);
+        assert_eq!(vocab, too_large(MetaKey::VocabSize, 256));
+        let embd = parse_with(&[("folio.n_embd", Some("4294967296"))]);
+        assert_eq!(embd, too_large(MetaKey::NEmbd, u32::MAX));
+        let huge = parse_with(&[("folio.block_size", Some("99999999999999999999999"))]);
+        assert_eq!(huge, too_large(MetaKey::BlockSize, u32::MAX));
+    }
+
+    #[test]
+    fn decimal_parser_matches_std_within_an_ulp() {
+        for s in [
+            "1e-5",
+            "1e-05",
+            "0.00001",
+            "1E-5",
+            "1e-6",
+            "0.1",
+            "3.14159",
+            "-2.5",
+            "0",
+            "-0",
+            "123456789",
+            "1.5e10",
+            "6.103515625e-05",
+            "9.999999747378752e-06",
+            "1e-12",
+            "12345678901234567890123e-20",
+            "0.000000000000000000000000000000000000001",
+            "2e38",
+            "1e+5",
+        ] {
+            let got = parse_f32(s).unwrap();
+            let want: f32 = s.parse().unwrap();
+            let ulps = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+            assert!(ulps <= 1, "{s}: {got} vs {want}");
+        }
+        assert_eq!(parse_f32("1e999"), Some(f32::INFINITY));
+        assert_eq!(parse_f32("1e-999"), Some(0.0));
+        for bad in [
+            "", "-", "1.", ".5", "1e", "+1", "1x", "0x10", "1e+", "1.e5", "--1",
+        ] {
+            assert_eq!(parse_f32(bad), None, "{bad}");
+        }
     }
 
     #[test]
     fn session_layout_counts_every_buffer() {
-        let c = parse(&raw(GOOD)).unwrap();
-        let l = c.layout().unwrap();
+        let l = parse_with(&[]).unwrap().layout().unwrap();
         // f32: 11C + T + 2V + 4C / 32; u32: V + T; f16: L * 2 * T * C; i8: 4C.
         assert_eq!(l.n_f32, 11 * 128 + 64 + 2 * 65 + 4 * 128 / 32);
         assert_eq!(l.n_u32, 65 + 64);

@@ -12,11 +12,60 @@
 //! `SIGBUS` that kills the process. For a file that may change (being rewritten, on a network
 //! share), [`MappedModel::read`] copies it into an 8-byte aligned buffer instead (`folio
 //! --no-mmap`); later changes to the file then have no effect.
+//!
+//! A valid safetensors file need not pad its header to a multiple of 8. When the data section
+//! of a map would be misaligned, the bytes are copied into an [`AlignedCopy`] whose data
+//! section is 8-byte aligned ([`Model::from_bytes`] views tensors in place and refuses
+//! misaligned data with [`Error::DataMisaligned`]).
+
 use crate::{Error, Model};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::path::Path;
-use std::{format, vec::Vec};
+use std::vec::Vec;
+use std::{format, vec};
+
+/// File bytes copied so that the data section (at `8 + header length`) is 8-byte aligned.
+///
+/// A valid safetensors file need not pad its header to a multiple of 8; [`Model::from_bytes`]
+/// views tensors in place and refuses misaligned data ([`Error::DataMisaligned`]), so std
+/// callers copy such files with this.
+#[derive(Clone, Debug)]
+pub struct AlignedCopy {
+    words: Vec<u64>,
+    offset: usize,
+    len: usize,
+}
+
+impl AlignedCopy {
+    /// Copy `bytes` (the file start is 8-byte aligned when the length prefix is unreadable).
+    pub fn new(bytes: &[u8]) -> Self {
+        let offset = ((8 - data_start(bytes) % 8) % 8) as usize;
+        let mut words = vec![0u64; (bytes.len() + offset).div_ceil(8)];
+        let all: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        if let Some(dst) = all.get_mut(offset..offset + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        AlignedCopy {
+            words,
+            offset,
+            len: bytes.len(),
+        }
+    }
+
+    /// The file bytes.
+    pub fn bytes(&self) -> &[u8] {
+        let all: &[u8] = bytemuck::cast_slice(&self.words);
+        all.get(self.offset..self.offset + self.len).unwrap_or(&[])
+    }
+}
+
+/// `8 + header length` (wrapping), 0 when there is no length prefix.
+fn data_start(bytes: &[u8]) -> u64 {
+    bytes
+        .first_chunk::<8>()
+        .map_or(0, |n| u64::from_le_bytes(*n).wrapping_add(8))
+}
 
 /// A model file's bytes: a read-only memory map, or an aligned copy.
 #[derive(Debug)]
@@ -26,10 +75,10 @@ pub struct MappedModel {
 
 #[derive(Debug)]
 enum Bytes {
-    /// Page aligned, so the 4-byte rule always holds.
+    /// The file in place (its data section 8-byte aligned).
     Map(memmap2::Mmap),
-    /// `len` bytes at the start of `words` (8-byte aligned).
-    Owned { words: Vec<u64>, len: usize },
+    /// A copy whose data section is 8-byte aligned.
+    Copy(AlignedCopy),
 }
 
 impl MappedModel {
@@ -40,9 +89,12 @@ impl MappedModel {
         // (module docs, README) is that the file is not changed while mapped.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(MappedModel {
-            bytes: Bytes::Map(map),
-        })
+        let skew = (map.as_ptr() as u64).wrapping_add(data_start(&map)) % 8;
+        let bytes = match skew {
+            0 => Bytes::Map(map),
+            _ => Bytes::Copy(AlignedCopy::new(&map)),
+        };
+        Ok(MappedModel { bytes })
     }
 
     /// Read the regular file at `path` into an aligned buffer of its own. A file longer than
@@ -79,8 +131,17 @@ impl MappedModel {
         if file.read(&mut [0u8; 1])? != 0 {
             return Err(changed());
         }
+        let copy = AlignedCopy {
+            words,
+            offset: 0,
+            len,
+        };
+        let copy = match data_start(copy.bytes()) % 8 {
+            0 => copy,
+            _ => AlignedCopy::new(copy.bytes()),
+        };
         Ok(MappedModel {
-            bytes: Bytes::Owned { words, len },
+            bytes: Bytes::Copy(copy),
         })
     }
 
@@ -93,9 +154,7 @@ impl MappedModel {
     pub fn bytes(&self) -> &[u8] {
         match &self.bytes {
             Bytes::Map(map) => map,
-            Bytes::Owned { words, len } => bytemuck::cast_slice::<u64, u8>(words)
-                .get(..*len)
-                .unwrap_or(&[]),
+            Bytes::Copy(copy) => copy.bytes(),
         }
     }
 
@@ -162,65 +221,4 @@ pub fn file_kind(meta: &Metadata) -> &'static str {
         }
     }
     "a special file"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{build, SMALL};
-    use std::path::PathBuf;
-
-    /// A fresh directory for one test.
-    fn tmp(test: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("folio-file-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    #[test]
-    fn read_and_map_give_the_same_model() {
-        let dir = tmp("read");
-        let path = dir.join("small.safetensors");
-        let bytes = build(&SMALL);
-        std::fs::write(&path, &bytes).unwrap();
-        let mapped = MappedModel::open(&path).unwrap();
-        let read = MappedModel::read(&path, u64::MAX).unwrap();
-        assert!(mapped.is_mapped() && !read.is_mapped());
-        assert_eq!(mapped.bytes(), &bytes[..]);
-        assert_eq!(read.bytes(), &bytes[..]);
-        assert_eq!(read.bytes().as_ptr().align_offset(8), 0);
-        assert_eq!(
-            read.model().unwrap().config(),
-            mapped.model().unwrap().config()
-        );
-        let e = MappedModel::read(&path, bytes.len() as u64 - 1).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::OutOfMemory, "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn special_files_are_refused_before_blocking() {
-        let dir = tmp("special");
-        let mut cases = vec![(dir.clone(), "a directory")];
-        #[cfg(unix)]
-        {
-            let fifo = dir.join("fifo");
-            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-            if made.is_ok_and(|s| s.success()) {
-                cases.push((fifo, "a FIFO"));
-            }
-            cases.push((PathBuf::from("/dev/zero"), "a character device"));
-        }
-        for (path, what) in cases {
-            for e in [
-                MappedModel::open(&path).unwrap_err(),
-                MappedModel::read(&path, u64::MAX).unwrap_err(),
-            ] {
-                assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{}", path.display());
-                assert!(e.to_string().contains(what), "{e}");
-            }
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -1,15 +1,16 @@
 //! folio-runtime: a `#![no_std]`, allocation-free runtime for folio's character-level GPT.
 //!
 //! The crate reads top to bottom in data-flow order, one file per stage:
-//! [`format`] (bytes → header entries) → [`config`] → [`weights`] (zero-copy typed views)
-//! → [`kv_cache`] → [`model`] (`forward(token, pos) -> &[f32]`) → [`sampler`] →
-//! [`tokenizer`] → [`generate`]; [`error`] beside them. The file format is
+//! [`header`] (bytes → tensor entries and metadata strings) → [`config`] (the `folio.*`
+//! keys → a validated [`Config`]) → [`weights`] (zero-copy typed views, tensor roles from
+//! [`names`]) → [`kv_cache`] → [`model`] (`forward(token, pos) -> &[f32]`) → [`sampler`]
+//! → [`tokenizer`] → [`generate`]; [`error`] beside them. The file format is
 //! docs/FORMAT.md; every malformed file is its own [`Error`] and no input panics.
 //!
 //! ```no_run
 //! # fn run(bytes: &[u8]) -> Result<(), folio_runtime::Error> {
 //! use folio_runtime::{Generator, Model, Sampler, SamplerConfig};
-//! let model = Model::from_bytes(bytes)?; // bytes 4-byte aligned (mmap, aligned include_bytes!)
+//! let model = Model::from_bytes(bytes)?; // tensor data 4-byte aligned (mmap, aligned include_bytes!)
 //! let mut mem = [0u8; 1 << 16]; // at least model.session_bytes()
 //! let session = model.session(&mut mem)?;
 //! let sampler = Sampler::new(SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, seed: 1 })?;
@@ -28,15 +29,16 @@
 //!
 //! | constant | value | what |
 //! |---|---|---|
-//! | [`MAX_TENSORS`] | 512 | tensors in a header (used or not); an 8/16-byte range each on the load stack |
+//! | [`MAX_TENSORS`] | 512 | tensors in a header (used or not) |
 //! | [`MAX_LAYERS`] | 16 | `n_layer` |
 //! | [`MAX_VOCAB`] | 256 | `vocab_size` (the tokenizer is a `[char; 256]`) |
-//! | [`format::MAX_NAME`] | 96 | bytes of a tensor name that is compared (longer: ignored tensor) |
-//! | [`format::MAX_DEPTH`] | 64 | nesting of JSON values the reader skips |
+//! | [`names::MAX_NAME`] | 96 | bytes of a tensor name that is compared (longer: ignored tensor) |
+//! | [`header::MAX_METADATA`] | 64 | `__metadata__` keys |
+//! | [`header::MAX_KEY`] | 256 | bytes of a tensor name or metadata key |
 //!
-//! Sizes (`block_size`, `n_embd`, ...) must fit `u32`. `size_of::<Model>()` is 3,988 bytes
-//! on thumbv7em and 6,944 on x86-64 (`Session`: 108 and 216 bytes); loading
-//! also uses about 10 KB (64-bit: 20 KB) of stack for the range table and weight slots.
+//! Sizes (`block_size`, `n_embd`, ...) must fit `u32`. `size_of::<Model>()` is 4,008 bytes
+//! on thumbv7em and 6,984 on x86-64 (`Session`: 108 and 216 bytes); loading also uses
+//! about 4 KB (64-bit: 8 KB) of stack for the table of weight views.
 //!
 //! # Session memory
 //!
@@ -72,29 +74,21 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod file;
-pub mod format;
 pub mod generate;
+pub mod header;
 pub mod kv_cache;
 pub mod model;
+pub mod names;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;
 
-#[cfg(test)]
-mod testutil;
-
-pub use config::Config;
-pub use error::{ConfigField, Dtype, Error, MetaKey, SamplerParam, TensorId, TensorKind};
-pub use format::{unescape, TensorInfo};
+pub use config::{Config, MAX_LAYERS, MAX_VOCAB};
+pub use error::{Error, SamplerParam, TensorProblem};
 pub use generate::{ContextMode, Generator};
+pub use header::{unescape, Header, TensorInfo, MAX_TENSORS};
 pub use model::{Model, Session};
+pub use names::{Dtype, MetaKey, TensorId, TensorKind};
 pub use sampler::{Rng, Sampler, SamplerConfig};
 pub use tokenizer::Tokenizer;
 pub use weights::{Encoding, Matrix, Vector};
-
-/// Most tensors a header may list.
-pub const MAX_TENSORS: usize = 512;
-/// Most transformer blocks.
-pub const MAX_LAYERS: usize = 16;
-/// Largest vocabulary.
-pub const MAX_VOCAB: usize = 256;

@@ -1,11 +1,11 @@
-//! Stage 7: characters ↔ token ids, from `folio.vocab` (a JSON array of one-character
-//! strings, itself inside a JSON string). Token `i` is the `i`-th entry.
+//! Stage 7: characters ↔ token ids, from `folio.vocab`: token `i` is the `i`-th Unicode
+//! scalar value of the (decoded) string.
 //!
 //! The table is a fixed `[char; MAX_VOCAB]` (1 KiB); encoding is a linear scan per
 //! character (at most [`MAX_VOCAB`] compares), decoding one token at a time is an index.
-use crate::error::{Error, MetaKey};
-use crate::format::{EscSource, Reader};
-use crate::MAX_VOCAB;
+use crate::config::MAX_VOCAB;
+use crate::error::Error;
+use crate::header::unescape;
 
 /// A character-level vocabulary.
 #[derive(Debug, Clone)]
@@ -16,56 +16,31 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Parse the raw (escaped) `folio.vocab` value; it must hold exactly `vocab_size`
-    /// distinct one-character strings.
+    /// Read the raw (escaped) `folio.vocab` value: exactly `vocab_size` distinct characters.
     pub(crate) fn parse(raw: &str, vocab_size: usize) -> Result<Self, Error> {
         let mut t = Tokenizer {
             chars: ['\0'; MAX_VOCAB],
             len: 0,
         };
-        let mut err = None;
-        let mut r = Reader::new(EscSource::new(raw));
-        let res = r.array(|r, i| {
-            let index = i as u32;
-            t.len = i + 1;
-            if r.peek() != Some('"') {
-                err = err.or(Some(Error::BadVocabEntry { index }));
-                return r.skip_value();
-            }
-            let (n, first) = r.string_one()?;
-            match first {
-                Some(ch) if n == 1 => {
-                    let seen = t.chars.get(..t.len).is_some_and(|s| s.contains(&ch));
-                    if seen {
-                        err = err.or(Some(Error::DuplicateVocab { index, ch }));
-                    }
-                    match t.chars.get_mut(i) {
-                        Some(slot) if i < vocab_size => *slot = ch,
-                        _ => {}
-                    }
+        let mut found = 0usize;
+        for ch in unescape(raw) {
+            if found < vocab_size {
+                if t.chars().contains(&ch) {
+                    let index = found as u32;
+                    return Err(Error::DuplicateVocab { index, ch });
                 }
-                _ => err = err.or(Some(Error::BadVocabEntry { index })),
+                if let Some(slot) = t.chars.get_mut(found) {
+                    *slot = ch;
+                    t.len = found + 1;
+                }
             }
-            Ok(())
-        });
-        res.map_err(|offset| Error::BadMetadataJson {
-            key: MetaKey::Vocab,
-            offset,
-        })?;
-        if !r.at_end() {
-            return Err(Error::BadMetadataJson {
-                key: MetaKey::Vocab,
-                offset: r.offset(),
-            });
+            found += 1;
         }
-        if t.len != vocab_size {
+        if found != vocab_size || t.len != vocab_size {
             return Err(Error::VocabLength {
                 expected: vocab_size as u32,
-                found: t.len.min(u32::MAX as usize) as u32,
+                found: found.min(u32::MAX as usize) as u32,
             });
-        }
-        if let Some(e) = err {
-            return Err(e);
         }
         Ok(t)
     }
@@ -126,14 +101,10 @@ impl Tokenizer {
 mod tests {
     use super::*;
 
-    fn vocab(s: &str, n: usize) -> Result<Tokenizer, Error> {
-        Tokenizer::parse(s, n)
-    }
-
     #[test]
     fn round_trip_with_escapes() {
-        // Decoded: ["\n", " ", "A", "\"", "é"]
-        let t = vocab(r#"[\"\\n\", \" \", \"\\u0041\", \"\\\"\", \"é\"]"#, 5).unwrap();
+        // Decoded: "\n A\"é"
+        let t = Tokenizer::parse(r#"\n \u0041\"é"#, 5).unwrap();
         assert_eq!(t.chars(), ['\n', ' ', 'A', '"', 'é']);
         let mut out = [0u32; 8];
         let n = t.encode("A \"é\n", &mut out).unwrap();
@@ -150,8 +121,19 @@ mod tests {
     }
 
     #[test]
+    fn nul_is_a_token_like_any_other() {
+        let t = Tokenizer::parse(r"\u0000ab", 3).unwrap();
+        assert_eq!(t.chars(), ['\0', 'a', 'b']);
+        assert_eq!(t.token('\0'), Some(0));
+        assert_eq!(
+            Tokenizer::parse(r"a\u0000\u0000", 3).unwrap_err(),
+            Error::DuplicateVocab { index: 2, ch: '\0' }
+        );
+    }
+
+    #[test]
     fn unknown_char_names_char_and_char_index() {
-        let t = vocab(r#"[\"a\", \"b\"]"#, 2).unwrap();
+        let t = Tokenizer::parse("ab", 2).unwrap();
         let mut out = [0u32; 8];
         assert_eq!(
             t.encode("abéz", &mut out),
@@ -166,39 +148,13 @@ mod tests {
 
     #[test]
     fn bad_vocabularies() {
+        let length = |expected, found| Err(Error::VocabLength { expected, found });
+        assert_eq!(Tokenizer::parse("ab", 3).map(|_| ()), length(3, 2));
+        assert_eq!(Tokenizer::parse("abc", 2).map(|_| ()), length(2, 3));
+        assert_eq!(Tokenizer::parse("", 1).map(|_| ()), length(1, 0));
         assert_eq!(
-            vocab(r#"[\"a\", \"b\"]"#, 3).unwrap_err(),
-            Error::VocabLength {
-                expected: 3,
-                found: 2
-            }
+            Tokenizer::parse(r"ab\u0061", 3).unwrap_err(),
+            Error::DuplicateVocab { index: 2, ch: 'a' }
         );
-        assert_eq!(
-            vocab(r#"[\"a\", \"bc\"]"#, 2).unwrap_err(),
-            Error::BadVocabEntry { index: 1 }
-        );
-        assert_eq!(
-            vocab(r#"[\"a\", \"\"]"#, 2).unwrap_err(),
-            Error::BadVocabEntry { index: 1 }
-        );
-        assert_eq!(
-            vocab(r#"[\"a\", 7]"#, 2).unwrap_err(),
-            Error::BadVocabEntry { index: 1 }
-        );
-        assert_eq!(
-            vocab(r#"[\"a\", \"\\u0061\"]"#, 2).unwrap_err(),
-            Error::DuplicateVocab { index: 1, ch: 'a' }
-        );
-        assert!(matches!(
-            vocab(r#"[\"a\""#, 1),
-            Err(Error::BadMetadataJson {
-                key: MetaKey::Vocab,
-                ..
-            })
-        ));
-        assert!(matches!(
-            vocab(r#"{}"#, 1),
-            Err(Error::BadMetadataJson { .. })
-        ));
     }
 }

@@ -1,14 +1,15 @@
-//! Stage 3: tensor entries → typed zero-copy views of the weights.
+//! Stage 3: the header's tensor entries → typed zero-copy views of the weights.
 //!
-//! Every view is a `bytemuck::try_cast_slice` of the file bytes: a tensor whose offset is
-//! not a multiple of its element size is [`Error::Misaligned`], a buffer whose address
-//! breaks the alignment is [`Error::BufferMisaligned`]; nothing is ever copied.
-//! [`Matrix`] is one 2-D weight in any of the four encodings and dispatches `matvec` and
-//! `row` to `folio_kernels`.
-use crate::config::Config;
-use crate::error::{Dtype, Error, TensorId, TensorKind};
-use crate::format::TensorInfo;
-use crate::MAX_LAYERS;
+//! `load` makes one pass over the entries in header order: each must begin where the
+//! previous one ended (the data section is tiled, no gaps, no overlaps), hold exactly
+//! `shape × dtype size` bytes, and, when folio reads it, have the dtype and shape the
+//! config implies. Views are `bytemuck::try_cast_slice`s of the file bytes; nothing is
+//! copied. [`Matrix`] is one 2-D weight in any of the four encodings and dispatches
+//! `matvec` and `row` to `folio_kernels`.
+use crate::config::{Config, MAX_LAYERS};
+use crate::error::{Error, TensorProblem};
+use crate::header::{unescape_into, Header, TensorInfo};
+use crate::names::{tensor_id, Dtype, MetaKey, TensorId, TensorKind, LAYER_TENSORS, MAX_NAME};
 use folio_kernels::{f16, QK};
 
 /// How one 2-D weight is stored.
@@ -21,11 +22,14 @@ pub enum Encoding {
     F16,
     /// I8 `[rows, cols]` + F16 scales `[rows, cols/32]`.
     Q8_0,
-    /// U8 `[rows, cols/2]` (two nibbles a byte) + F16 scales `[rows, cols/32]`.
+    /// U8 `[rows, cols/2]` (two codes a byte) + F16 scales `[rows, cols/32]`.
     Q4_0,
 }
 
 impl Encoding {
+    /// All four, from the most precise.
+    pub const ALL: [Encoding; 4] = [Self::F32, Self::F16, Self::Q8_0, Self::Q4_0];
+
     /// Lower-case name as in `folio.dtype`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +38,22 @@ impl Encoding {
             Self::Q8_0 => "q8_0",
             Self::Q4_0 => "q4_0",
         }
+    }
+
+    /// The encoding named `s` (as [`Encoding::as_str`] spells it).
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// True for the block-quantised encodings (a `NAME_scale` tensor beside `NAME`).
+    pub const fn is_quantised(self) -> bool {
+        matches!(self, Self::Q8_0 | Self::Q4_0)
+    }
+}
+
+impl core::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -172,14 +192,6 @@ pub enum Vector<'a> {
 }
 
 impl Vector<'_> {
-    /// Bytes of file data.
-    pub fn bytes(&self) -> usize {
-        match self {
-            Self::F32(v) => core::mem::size_of_val(*v),
-            Self::F16(v) => core::mem::size_of_val(*v),
-        }
-    }
-
     /// `out[i] += self[i]` (a bias).
     pub fn add_to(&self, out: &mut [f32]) {
         match *self {
@@ -273,11 +285,7 @@ impl<'a> Weights<'a> {
 
     /// Every 2-D weight with its id, in file-name order of a layer.
     pub fn matrices(&self) -> impl Iterator<Item = (TensorId, &Matrix<'a>)> + '_ {
-        let id = |kind, layer: usize| TensorId {
-            kind,
-            layer: layer as u8,
-            scale: false,
-        };
+        let id = TensorId::new;
         let globals = [
             (id(TensorKind::Wte, 0), &self.wte),
             (id(TensorKind::Wpe, 0), &self.wpe),
@@ -298,79 +306,6 @@ impl<'a> Weights<'a> {
             }))
             .chain(head)
     }
-
-    /// Bytes of file data read by the forward pass.
-    pub fn bytes(&self) -> usize {
-        let ln = |l: &LayerNorm<'_>| l.weight.bytes() + l.bias.bytes();
-        let layers: usize = self
-            .layers
-            .iter()
-            .map(|l| {
-                ln(&l.ln_1)
-                    + ln(&l.ln_2)
-                    + l.attn_bias.bytes()
-                    + l.attn_proj_bias.bytes()
-                    + l.fc_bias.bytes()
-                    + l.mlp_proj_bias.bytes()
-            })
-            .sum();
-        self.matrices().map(|(_, m)| m.bytes()).sum::<usize>() + layers + ln(&self.ln_f)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Names
-
-const LAYER_KINDS: [TensorKind; 12] = [
-    TensorKind::Ln1Weight,
-    TensorKind::Ln1Bias,
-    TensorKind::AttnWeight,
-    TensorKind::AttnBias,
-    TensorKind::AttnProjWeight,
-    TensorKind::AttnProjBias,
-    TensorKind::Ln2Weight,
-    TensorKind::Ln2Bias,
-    TensorKind::FcWeight,
-    TensorKind::FcBias,
-    TensorKind::MlpProjWeight,
-    TensorKind::MlpProjBias,
-];
-const GLOBAL_KINDS: [TensorKind; 5] = [
-    TensorKind::Wte,
-    TensorKind::Wpe,
-    TensorKind::LnFWeight,
-    TensorKind::LnFBias,
-    TensorKind::LmHead,
-];
-
-/// The role of a tensor name, `None` if folio does not use it. `NAME_scale` maps to
-/// `NAME`'s id with `scale: true` (only for 2-D weights). Layer indices are decimal
-/// without leading zeros, below 256.
-pub fn tensor_id(name: &str) -> Option<TensorId> {
-    let (base, scale) = match name.strip_suffix("_scale") {
-        Some(b) => (b, true),
-        None => (name, false),
-    };
-    let id = if let Some(rest) = base.strip_prefix("h.") {
-        let (num, suffix) = rest.split_once('.')?;
-        if num.is_empty()
-            || (num.len() > 1 && num.starts_with('0'))
-            || !num.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        let layer: u8 = num.parse().ok()?;
-        let kind = LAYER_KINDS.into_iter().find(|k| k.suffix() == suffix)?;
-        TensorId { kind, layer, scale }
-    } else {
-        let kind = GLOBAL_KINDS.into_iter().find(|k| k.suffix() == base)?;
-        TensorId {
-            kind,
-            layer: 0,
-            scale,
-        }
-    };
-    (!scale || id.kind.is_matrix()).then_some(id)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -385,47 +320,29 @@ enum Main<'a> {
     U8(&'a [u8]),
 }
 
-#[derive(Clone, Copy)]
-struct MatSlot<'a> {
-    main: Option<Main<'a>>,
-    scale: Option<&'a [f16]>,
-}
+/// A tensor's view (a 1-D tensor's is F32 or F16) and a matrix's scales, as found.
+type Slot<'a> = (Option<Main<'a>>, Option<&'a [f16]>);
 
-const EMPTY_MAT: MatSlot<'static> = MatSlot {
-    main: None,
-    scale: None,
-};
+/// Globals (`Wte`, `Wpe`, `LnFWeight`, `LnFBias`, `LmHead`) after the per-layer slots.
+const SLOTS: usize = MAX_LAYERS * LAYER_TENSORS + 5;
 
-/// Slots indexed by [`slot_index`]: 4 matrices and 8 vectors per layer, then the globals.
-pub(crate) struct Loader<'a> {
+/// Views found so far, indexed by [`slot`].
+struct Loader<'a> {
     cfg: Config,
     data: &'a [u8],
-    mats: [MatSlot<'a>; MAX_LAYERS * 4 + 3],
-    vecs: [Option<Vector<'a>>; MAX_LAYERS * 8 + 2],
+    slots: [Slot<'a>; SLOTS],
 }
 
-/// `(is_matrix, index)` of an id's slot.
-fn slot_index(id: TensorId) -> (bool, usize) {
-    let l = id.layer as usize;
-    match id.kind {
-        TensorKind::AttnWeight => (true, l * 4),
-        TensorKind::AttnProjWeight => (true, l * 4 + 1),
-        TensorKind::FcWeight => (true, l * 4 + 2),
-        TensorKind::MlpProjWeight => (true, l * 4 + 3),
-        TensorKind::Wte => (true, MAX_LAYERS * 4),
-        TensorKind::Wpe => (true, MAX_LAYERS * 4 + 1),
-        TensorKind::LmHead => (true, MAX_LAYERS * 4 + 2),
-        TensorKind::Ln1Weight => (false, l * 8),
-        TensorKind::Ln1Bias => (false, l * 8 + 1),
-        TensorKind::AttnBias => (false, l * 8 + 2),
-        TensorKind::AttnProjBias => (false, l * 8 + 3),
-        TensorKind::Ln2Weight => (false, l * 8 + 4),
-        TensorKind::Ln2Bias => (false, l * 8 + 5),
-        TensorKind::FcBias => (false, l * 8 + 6),
-        TensorKind::MlpProjBias => (false, l * 8 + 7),
-        TensorKind::LnFWeight => (false, MAX_LAYERS * 8),
-        TensorKind::LnFBias => (false, MAX_LAYERS * 8 + 1),
-        TensorKind::Other => (false, usize::MAX),
+/// The slot of a tensor (a scale shares its matrix's slot): per layer one for each
+/// per-layer kind, then the globals.
+fn slot(id: TensorId) -> usize {
+    let (k, globals) = (id.kind as usize, MAX_LAYERS * LAYER_TENSORS);
+    if id.kind.per_layer() {
+        id.layer as usize * LAYER_TENSORS + k - TensorKind::Ln1Weight as usize
+    } else if k <= TensorKind::Wpe as usize {
+        globals + k
+    } else {
+        globals + 2 + k - TensorKind::LnFWeight as usize
     }
 }
 
@@ -449,128 +366,133 @@ fn expected_shape(cfg: &Config, kind: TensorKind) -> (u64, u64) {
     }
 }
 
+/// The role of a tensor entry's name, `None` for names folio does not know.
+pub fn tensor_id_of(t: &TensorInfo<'_>) -> Option<TensorId> {
+    let mut buf = [0u8; MAX_NAME];
+    tensor_id(unescape_into(t.name_raw, &mut buf)?)
+}
+
+/// True when the forward pass under `cfg` reads the tensor `id`.
+pub fn is_used(cfg: &Config, id: TensorId) -> bool {
+    let in_layers = !id.kind.per_layer() || (id.layer as usize) < cfg.n_layer;
+    in_layers && (id.kind != TensorKind::LmHead || !cfg.tied_embeddings)
+}
+
+/// Check the tiling of the data section and every tensor folio reads, and view them.
+pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>, Error> {
+    let data = header.data();
+    if data.as_ptr().align_offset(core::mem::align_of::<f32>()) != 0 {
+        return Err(Error::DataMisaligned {
+            offset: header.data_offset(),
+        });
+    }
+    let mut loader = Loader {
+        cfg: *cfg,
+        data,
+        slots: [(None, None); SLOTS],
+    };
+    let mut end = 0u64;
+    for t in header.tensors() {
+        let id = tensor_id_of(&t);
+        let problem = |problem| Error::Tensor {
+            tensor: id.unwrap_or(TensorId::new(TensorKind::Other, 0)),
+            problem,
+        };
+        if t.begin != end {
+            return Err(problem(TensorProblem::NotContiguous));
+        }
+        if t.end < t.begin || t.end > data.len() as u64 {
+            return Err(problem(TensorProblem::OutOfRange));
+        }
+        if t.numel.and_then(|n| n.checked_mul(t.dtype.size() as u64)) != Some(t.bytes()) {
+            return Err(problem(TensorProblem::Length));
+        }
+        end = t.end;
+        if let Some(id) = id.filter(|&id| is_used(cfg, id)) {
+            loader.add(&t, id).map_err(|problem| Error::Tensor {
+                // A column count is the matrix's, whichever of its tensors shows it.
+                tensor: match problem {
+                    TensorProblem::QuantCols(_) => TensorId { scale: false, ..id },
+                    _ => id,
+                },
+                problem,
+            })?;
+        }
+    }
+    if end != data.len() as u64 {
+        return Err(Error::TrailingData {
+            bytes: data.len().saturating_sub(end as usize),
+        });
+    }
+    loader.finish()
+}
+
+/// `t`'s bytes as `T`s (its offsets were checked against `data` already).
+fn view<'a, T: bytemuck::Pod>(
+    data: &'a [u8],
+    t: &TensorInfo<'_>,
+) -> Result<&'a [T], TensorProblem> {
+    if !t.begin.is_multiple_of(core::mem::size_of::<T>() as u64) {
+        return Err(TensorProblem::Misaligned);
+    }
+    let bytes = data.get(t.begin as usize..t.end as usize);
+    bytes
+        .and_then(|b| bytemuck::try_cast_slice(b).ok())
+        .ok_or(TensorProblem::OutOfRange)
+}
+
 impl<'a> Loader<'a> {
-    pub(crate) fn new(cfg: Config, data: &'a [u8]) -> Self {
-        Loader {
-            cfg,
-            data,
-            mats: [EMPTY_MAT; MAX_LAYERS * 4 + 3],
-            vecs: [None; MAX_LAYERS * 8 + 2],
-        }
-    }
-
-    /// True if folio reads this tensor under this config (others are ignored).
-    pub(crate) fn wants(&self, id: TensorId) -> bool {
-        id.kind != TensorKind::Other
-            && (!id.kind.per_layer() || (id.layer as usize) < self.cfg.n_layer)
-            && (id.kind != TensorKind::LmHead || !self.cfg.tied_embeddings)
-    }
-
-    fn view<T: bytemuck::Pod>(&self, t: &TensorInfo<'_>, id: TensorId) -> Result<&'a [T], Error> {
-        let size = core::mem::size_of::<T>() as u64;
-        if t.begin.checked_rem(size) != Some(0) {
-            return Err(Error::Misaligned { tensor: id });
-        }
-        let range = usize::try_from(t.begin)
-            .ok()
-            .zip(usize::try_from(t.end).ok());
-        let bytes = range
-            .and_then(|(b, e)| self.data.get(b..e))
-            .ok_or(Error::OffsetsOutOfRange { tensor: id })?;
-        bytemuck::try_cast_slice(bytes).map_err(|_| Error::BufferMisaligned)
-    }
-
     /// Validate one used tensor (dtype, shape, alignment) and store its view.
-    pub(crate) fn add(&mut self, t: &TensorInfo<'_>, id: TensorId) -> Result<(), Error> {
+    fn add(&mut self, t: &TensorInfo<'_>, id: TensorId) -> Result<(), TensorProblem> {
         let (rows, cols) = expected_shape(&self.cfg, id.kind);
-        let dup = Error::DuplicateName { offset: t.offset };
-        let wrong_shape = Error::WrongShape { tensor: id };
-        let unexpected = Error::UnexpectedDtype {
-            tensor: id,
-            dtype: t.dtype,
-        };
-        let (is_mat, idx) = slot_index(id);
-        if !is_mat {
-            if t.shape() != [rows] {
-                return Err(wrong_shape);
-            }
-            let v = match t.dtype {
-                Dtype::F32 => Vector::F32(self.view(t, id)?),
-                Dtype::F16 => Vector::F16(self.view(t, id)?),
-                _ => return Err(unexpected),
-            };
-            let slot = self.vecs.get_mut(idx).ok_or(wrong_shape)?;
-            if slot.is_some() {
-                return Err(dup);
-            }
-            *slot = Some(v);
-            return Ok(());
+        let matrix = id.kind.is_matrix();
+        let quantised = id.scale || matches!(t.dtype, Dtype::I8 | Dtype::U8);
+        if matrix && quantised && !cols.is_multiple_of(QK as u64) {
+            return Err(TensorProblem::QuantCols(cols as u32));
         }
-        let quant_cols = Error::QuantCols {
-            tensor: TensorId { scale: false, ..id },
-            cols: cols as u32,
+        let (dtype_ok, shape) = match (matrix, id.scale, t.dtype) {
+            (false, _, d) => (matches!(d, Dtype::F32 | Dtype::F16), [rows, 0]),
+            (true, true, d) => (d == Dtype::F16, [rows, cols / QK as u64]),
+            (true, false, Dtype::U8) => (true, [rows, cols / 2]),
+            (true, false, d) => (
+                matches!(d, Dtype::F32 | Dtype::F16 | Dtype::I8),
+                [rows, cols],
+            ),
         };
-        if id.scale {
-            if t.dtype != Dtype::F16 {
-                return Err(unexpected);
-            }
-            if cols % QK as u64 != 0 {
-                return Err(quant_cols);
-            }
-            if t.shape() != [rows, cols / QK as u64] {
-                return Err(wrong_shape);
-            }
-            let s = self.view(t, id)?;
-            let slot = self.mats.get_mut(idx).ok_or(wrong_shape)?;
-            if slot.scale.is_some() {
-                return Err(dup);
-            }
-            slot.scale = Some(s);
-            return Ok(());
+        if !dtype_ok {
+            return Err(TensorProblem::Dtype(t.dtype));
         }
-        let stored_cols = match t.dtype {
-            Dtype::F32 | Dtype::F16 => cols,
-            Dtype::I8 | Dtype::U8 if cols % QK as u64 != 0 => return Err(quant_cols),
-            Dtype::I8 => cols,
-            Dtype::U8 => cols / 2,
-            _ => return Err(unexpected),
-        };
-        if t.shape() != [rows, stored_cols] {
-            return Err(wrong_shape);
+        if t.shape() != shape.get(..1 + usize::from(matrix)).unwrap_or(&[]) {
+            return Err(TensorProblem::Shape);
         }
-        let m = match t.dtype {
-            Dtype::F32 => Main::F32(self.view(t, id)?),
-            Dtype::F16 => Main::F16(self.view(t, id)?),
-            Dtype::I8 => Main::I8(self.view(t, id)?),
-            _ => Main::U8(self.view(t, id)?),
-        };
-        let slot = self.mats.get_mut(idx).ok_or(wrong_shape)?;
-        if slot.main.is_some() {
-            return Err(dup);
+        let data = self.data;
+        let slot = self.slots.get_mut(slot(id)).ok_or(TensorProblem::Shape)?;
+        match t.dtype {
+            _ if id.scale => slot.1 = Some(view(data, t)?),
+            Dtype::F32 => slot.0 = Some(Main::F32(view(data, t)?)),
+            Dtype::F16 => slot.0 = Some(Main::F16(view(data, t)?)),
+            Dtype::I8 => slot.0 = Some(Main::I8(view(data, t)?)),
+            _ => slot.0 = Some(Main::U8(view(data, t)?)),
         }
-        slot.main = Some(m);
         Ok(())
     }
 
-    fn matrix(&self, kind: TensorKind, layer: usize) -> Result<Matrix<'a>, Error> {
-        let id = TensorId {
-            kind,
-            layer: layer as u8,
-            scale: false,
-        };
-        let slot = self
-            .mats
-            .get(slot_index(id).1)
+    fn found(&self, tensor: TensorId) -> Slot<'a> {
+        self.slots
+            .get(slot(tensor))
             .copied()
-            .unwrap_or(EMPTY_MAT);
-        match (slot.main, slot.scale) {
-            (None, None) => Err(Error::MissingTensor { tensor: id }),
+            .unwrap_or((None, None))
+    }
+
+    fn matrix(&self, kind: TensorKind, layer: usize) -> Result<Matrix<'a>, Error> {
+        let tensor = TensorId::new(kind, layer);
+        let problem = |problem| Err(Error::Tensor { tensor, problem });
+        match self.found(tensor) {
+            (None, None) => problem(TensorProblem::Missing),
             (None | Some(Main::F32(_) | Main::F16(_)), Some(_)) => {
-                Err(Error::ScaleWithoutWeight { tensor: id })
+                problem(TensorProblem::ScaleWithoutWeight)
             }
-            (Some(Main::I8(_) | Main::U8(_)), None) => {
-                Err(Error::WeightWithoutScale { tensor: id })
-            }
+            (Some(Main::I8(_) | Main::U8(_)), None) => problem(TensorProblem::WeightWithoutScale),
             (Some(Main::F32(w)), None) => Ok(Matrix::F32(w)),
             (Some(Main::F16(w)), None) => Ok(Matrix::F16(w)),
             (Some(Main::I8(q)), Some(scales)) => Ok(Matrix::Q8_0 { q, scales }),
@@ -579,16 +501,15 @@ impl<'a> Loader<'a> {
     }
 
     fn vector(&self, kind: TensorKind, layer: usize) -> Result<Vector<'a>, Error> {
-        let id = TensorId {
-            kind,
-            layer: layer as u8,
-            scale: false,
-        };
-        self.vecs
-            .get(slot_index(id).1)
-            .copied()
-            .flatten()
-            .ok_or(Error::MissingTensor { tensor: id })
+        let tensor = TensorId::new(kind, layer);
+        match self.found(tensor).0 {
+            Some(Main::F32(v)) => Ok(Vector::F32(v)),
+            Some(Main::F16(v)) => Ok(Vector::F16(v)),
+            _ => Err(Error::Tensor {
+                tensor,
+                problem: TensorProblem::Missing,
+            }),
+        }
     }
 
     fn layer_norm(
@@ -604,10 +525,8 @@ impl<'a> Loader<'a> {
     }
 
     /// Pair scales with weights and check nothing is missing.
-    pub(crate) fn finish(&self) -> Result<Weights<'a>, Error> {
+    fn finish(&self) -> Result<Weights<'a>, Error> {
         use TensorKind as K;
-        let wte = self.matrix(K::Wte, 0)?;
-        let wpe = self.matrix(K::Wpe, 0)?;
         let mut layers = heapless::Vec::new();
         for i in 0..self.cfg.n_layer {
             let layer = Layer {
@@ -622,23 +541,21 @@ impl<'a> Loader<'a> {
                 mlp_proj: self.matrix(K::MlpProjWeight, i)?,
                 mlp_proj_bias: self.vector(K::MlpProjBias, i)?,
             };
-            layers.push(layer).map_err(|_| Error::ConfigTooLarge {
-                field: crate::error::ConfigField::NLayer,
+            let too_large = Error::ConfigTooLarge {
+                key: MetaKey::NLayer,
                 max: MAX_LAYERS as u32,
-            })?;
+            };
+            layers.push(layer).map_err(|_| too_large)?;
         }
-        let ln_f = self.layer_norm(K::LnFWeight, K::LnFBias, 0)?;
-        let lm_head = if self.cfg.tied_embeddings {
-            None
-        } else {
-            Some(self.matrix(K::LmHead, 0)?)
-        };
         Ok(Weights {
-            wte,
-            wpe,
+            wte: self.matrix(K::Wte, 0)?,
+            wpe: self.matrix(K::Wpe, 0)?,
             layers,
-            ln_f,
-            lm_head,
+            ln_f: self.layer_norm(K::LnFWeight, K::LnFBias, 0)?,
+            lm_head: match self.cfg.tied_embeddings {
+                true => None,
+                false => Some(self.matrix(K::LmHead, 0)?),
+            },
         })
     }
 }
@@ -647,36 +564,6 @@ impl<'a> Loader<'a> {
 mod tests {
     use super::*;
     use folio_kernels::quant::{quantize_row_q4, quantize_row_q8};
-
-    #[test]
-    fn names_resolve() {
-        let id = |kind, layer, scale| Some(TensorId { kind, layer, scale });
-        assert_eq!(tensor_id("wte.weight"), id(TensorKind::Wte, 0, false));
-        assert_eq!(
-            tensor_id("h.12.mlp.c_proj.bias"),
-            id(TensorKind::MlpProjBias, 12, false)
-        );
-        assert_eq!(
-            tensor_id("h.0.attn.c_attn.weight_scale"),
-            id(TensorKind::AttnWeight, 0, true)
-        );
-        assert_eq!(
-            tensor_id("lm_head.weight_scale"),
-            id(TensorKind::LmHead, 0, true)
-        );
-        for other in [
-            "h.01.ln_1.weight",
-            "h.256.ln_1.weight",
-            "h..ln_1.weight",
-            "h.x.ln_1.weight",
-            "ln_f.weight_scale",
-            "wte",
-            "h.0.attn.bias",
-            "h.0.ln_1.bias_scale",
-        ] {
-            assert_eq!(tensor_id(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn matrix_encodings_agree() {

@@ -62,17 +62,18 @@ fn tensors(s: Shape) -> Vec<(String, Vec<usize>)> {
 
 /// The `__metadata__` entries (JSON text of each value, quotes included) of docs/FORMAT.md.
 fn metadata(s: Shape) -> Vec<(&'static str, String)> {
-    let config = format!(
-        r#""{{\"vocab_size\": {VOCAB}, \"block_size\": {}, \"n_embd\": {}, \"n_head\": 4, \"n_layer\": {}, \"layer_norm_eps\": 1e-5, \"activation\": \"gelu_tanh\", \"tied_embeddings\": true}}""#,
-        s.block_size, s.n_embd, s.n_layer
-    );
+    let q = |v: &dyn std::fmt::Display| format!("\"{v}\"");
     vec![
-        ("folio.format", r#""1""#.to_string()),
-        ("folio.config", config),
-        (
-            "folio.vocab",
-            r#""[\"\\n\", \"a\", \"b\", \"c\", \"d\"]""#.to_string(),
-        ),
+        ("folio.format", q(&2)),
+        ("folio.vocab_size", q(&VOCAB)),
+        ("folio.block_size", q(&s.block_size)),
+        ("folio.n_embd", q(&s.n_embd)),
+        ("folio.n_head", q(&4)),
+        ("folio.n_layer", q(&s.n_layer)),
+        ("folio.layer_norm_eps", q(&"0.00001")),
+        ("folio.activation", q(&"gelu_tanh")),
+        ("folio.tied_embeddings", q(&true)),
+        ("folio.vocab", r#""\nabcd""#.to_string()),
     ]
 }
 

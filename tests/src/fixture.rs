@@ -3,7 +3,7 @@
 //! A [`FixtureSpec`] (shape, per-tensor encodings, seed) builds a [`Fixture`]: the stored
 //! tensors (already encoded: F32, F16, q8_0 = I8 + F16 `_scale`, q4_0 = U8 + F16 `_scale`)
 //! and the `__metadata__` strings of docs/FORMAT.md. [`Fixture::to_safetensors`] serialises
-//! it; [`crate::handwritten`] writes the same content byte by byte in another layout.
+//! it; the hand-written writer (`handwritten`) writes the same content in another layout.
 //!
 //! Initialisation follows nanoGPT (normal(0, `weight_std`) matrices, default 0.02) except
 //! that LayerNorm weights are `1 ± 0.1` and biases are small but nonzero, so a runtime that
@@ -38,7 +38,8 @@ pub fn vocab_for(n: usize) -> Vec<char> {
     }
 }
 
-/// Model hyper-parameters, as in `folio.config`.
+/// Model hyper-parameters, as in the `folio.*` metadata (this crate's own copy: the f64
+/// reference shares no code with the runtime).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Config {
     /// Number of tokens (`V`).
@@ -110,23 +111,23 @@ impl Config {
 
     /// Whether every matrix of this shape can be quantised (`n_embd % 32 == 0`).
     pub fn quantisable(&self) -> bool {
-        self.n_embd % QK == 0
+        self.n_embd.is_multiple_of(QK)
     }
 
-    /// `folio.config` as a JSON string.
-    pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "vocab_size": self.vocab_size,
-            "block_size": self.block_size,
-            "n_embd": self.n_embd,
-            "n_head": self.n_head,
-            "n_layer": self.n_layer,
-            // The f32's shortest decimal form (1e-5, not 9.99999974737875e-6).
-            "layer_norm_eps": format!("{}", self.layer_norm_eps).parse::<f64>().expect("eps"),
-            "activation": "gelu_tanh",
-            "tied_embeddings": self.tied_embeddings,
-        })
-        .to_string()
+    /// The `folio.*` metadata of docs/FORMAT.md for this config (without vocab and dtype).
+    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("folio.format", "2".into()),
+            ("folio.vocab_size", self.vocab_size.to_string()),
+            ("folio.block_size", self.block_size.to_string()),
+            ("folio.n_embd", self.n_embd.to_string()),
+            ("folio.n_head", self.n_head.to_string()),
+            ("folio.n_layer", self.n_layer.to_string()),
+            // The f32's shortest decimal form (0.00001, not 9.99999974737875e-6).
+            ("folio.layer_norm_eps", self.layer_norm_eps.to_string()),
+            ("folio.activation", "gelu_tanh".into()),
+            ("folio.tied_embeddings", self.tied_embeddings.to_string()),
+        ]
     }
 
     /// A short label, e.g. `"128/384/6/4 V65 tied"`.
@@ -330,7 +331,7 @@ pub struct Fixture {
     pub spec: FixtureSpec,
     /// Stored tensors (matrices, their `_scale`s, vectors), in generation order.
     pub tensors: Vec<StoredTensor>,
-    /// `__metadata__` (all four folio keys).
+    /// `__metadata__` (the `folio.*` keys of docs/FORMAT.md).
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -375,7 +376,7 @@ impl Fixture {
             };
             n_matrix += 1;
             assert!(
-                !enc.quantised() || cols % QK == 0,
+                !enc.quantised() || cols.is_multiple_of(QK),
                 "{name}: {cols} columns cannot be quantised"
             );
             push_matrix(tensors, &name, enc, rows, cols, &values);
@@ -484,17 +485,13 @@ impl Fixture {
             );
         }
 
-        let vocab: Vec<String> = vocab_for(c.vocab_size)
+        let mut metadata: BTreeMap<String, String> = c
+            .metadata()
             .into_iter()
-            .map(String::from)
+            .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let mut metadata = BTreeMap::new();
-        metadata.insert("folio.format".to_string(), "1".to_string());
-        metadata.insert("folio.config".to_string(), c.to_json());
-        metadata.insert(
-            "folio.vocab".to_string(),
-            serde_json::to_string(&vocab).expect("vocab json"),
-        );
+        let vocab: String = vocab_for(c.vocab_size).into_iter().collect();
+        metadata.insert("folio.vocab".to_string(), vocab);
         metadata.insert("folio.dtype".to_string(), spec.plan.label().to_string());
         Fixture {
             spec,
@@ -513,8 +510,9 @@ impl Fixture {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// Serialise with `safetensors::serialize` (sorted by dtype alignment then name,
-    /// header padded with spaces to a multiple of 8).
+    /// Serialise with `safetensors::serialize` (data sorted by dtype alignment then name,
+    /// header entries in that order after `__metadata__`, padded with spaces to a multiple
+    /// of 8).
     pub fn to_safetensors(&self) -> Vec<u8> {
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         safetensors::serialize(

@@ -2,22 +2,28 @@
 //! layout from [`crate::fixture::Fixture::to_safetensors`], to show the loader depends on
 //! the format (docs/FORMAT.md) and not on one writer's habits:
 //!
-//! - tensors in a shuffled order in the data buffer (not sorted by dtype, then name);
+//! - tensors in a shuffled order in the data section (not sorted by dtype, then name),
+//!   header entries in that same order (format 2 requires it) with `__metadata__` among
+//!   them rather than first;
 //! - small unknown `U8` tensors in front and between tensors, so offsets are odd but still
 //!   naturally aligned (an F16 at 2 mod 4, an F32 at 4 mod 8), plus an unknown F32 tensor;
-//! - JSON keys (tensors, `__metadata__`, metadata keys, each tensor's `dtype`/`shape`/
-//!   `data_offsets`) in shuffled order, with whitespace and newlines between tokens;
-//! - `folio.config` written by hand (shuffled keys, `1E-5`-style exponent), `folio.vocab`
-//!   with every character as a `\uXXXX` escape, and optionally `\u` escapes in the outer
-//!   strings too;
-//! - header padded with tabs/newlines/spaces, optionally so the data buffer starts at
-//!   4 mod 8 (still 4-aligned, which is all the format requires).
+//! - each entry's `dtype`/`shape`/`data_offsets` and the metadata keys in shuffled order,
+//!   with whitespace and newlines between tokens;
+//! - `folio.layer_norm_eps` in another notation (`1E-5`), `folio.vocab` with every
+//!   character as a `\uXXXX` escape, and optionally `\u` escapes in the other strings too;
+//! - the header padded with tabs/newlines/spaces so that the data section starts at 0, 4
+//!   or 3 mod 8 (safetensors does not require padding; at 3 the runtime needs the file
+//!   placed so the data is aligned, which [`crate::AlignedBytes::new`] and the CLI do).
 //!
 //! The files remain valid safetensors (contiguous offsets, exact lengths): the `safetensors`
 //! crate and the f64 reference read them too.
+//!
+//! [`RawFile`] edits a header in place, keeping its order, for the byte-level attack tests.
 use crate::fixture::{Fixture, StoredTensor};
 use crate::rng::Rng;
 use safetensors::tensor::Dtype;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
 
 /// Where `\uXXXX` escapes are used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +41,7 @@ pub enum Escapes {
 pub struct Layout {
     /// Shuffles the order of the tensors in the data buffer.
     pub order_seed: u64,
-    /// Shuffles the order of keys in the JSON header.
+    /// Places `__metadata__` among the entries and shuffles the keys inside objects.
     pub key_seed: u64,
     /// Unknown U8 tensors before and between tensors (odd-but-aligned offsets); without
     /// them, tensors are grouped by alignment (shuffled within each group).
@@ -44,7 +50,7 @@ pub struct Layout {
     pub extra_tensors: bool,
     /// Where `\u` escapes appear.
     pub escapes: Escapes,
-    /// `(8 + header length) % 8`: 0 (the safetensors convention) or 4.
+    /// `(8 + header length) % 8`: 0 (the safetensors convention), 4, or 3.
     pub data_start_mod8: usize,
 }
 
@@ -88,6 +94,14 @@ impl Layout {
                 Layout {
                     data_start_mod8: 4,
                     order_seed: 13,
+                    ..base
+                },
+            ),
+            (
+                "data at 3 mod 8",
+                Layout {
+                    data_start_mod8: 3,
+                    order_seed: 19,
                     ..base
                 },
             ),
@@ -138,31 +152,25 @@ fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     }
 }
 
-/// `folio.config` by hand: shuffled keys, spaces, an upper-case exponent for epsilon.
-fn config_json(f: &Fixture, rng: &mut Rng) -> String {
-    let c = f.spec.config;
-    let mut entries = vec![
-        format!("\"n_layer\": {}", c.n_layer),
-        format!("\"vocab_size\" :{}", c.vocab_size),
-        format!("\"block_size\":{}", c.block_size),
-        format!(" \"n_embd\" : {}", c.n_embd),
-        format!("\"n_head\":\t{}", c.n_head),
-        format!("\"layer_norm_eps\": {:E}", c.layer_norm_eps),
-        "\"activation\": \"gelu_tanh\"".to_string(),
-        format!("\"tied_embeddings\": {}", c.tied_embeddings),
-    ];
-    shuffle(&mut entries, rng);
-    format!("{{ {} }}", entries.join(", "))
-}
-
-/// `folio.vocab` by hand: every character as a `\uXXXX` escape.
-fn vocab_json(f: &Fixture) -> String {
-    let items: Vec<String> = f
-        .vocab()
-        .iter()
-        .map(|&c| format!("\"\\u{:04x}\"", c as u32))
-        .collect();
-    format!("[{}]", items.join(","))
+/// A metadata value written differently from the fixture writer: epsilon as `1E-5`,
+/// the vocabulary as `\uXXXX` escapes (a JSON string body, quotes included).
+fn meta_value(f: &Fixture, key: &str, value: &str, escape_letters: bool) -> String {
+    match key {
+        "folio.layer_norm_eps" => {
+            json_string(&format!("{:E}", f.spec.config.layer_norm_eps), false)
+        }
+        "folio.vocab" => {
+            let mut out = String::from("\"");
+            for c in value.chars() {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            out + "\""
+        }
+        _ => json_string(value, escape_letters),
+    }
 }
 
 /// Write `f` as a folio file in `layout`.
@@ -234,7 +242,7 @@ pub fn write(f: &Fixture, layout: &Layout) -> Vec<u8> {
         place(t, &mut data, &mut placed);
     }
 
-    // Header entries.
+    // Header entries, in data order, with `__metadata__` at a random place among them.
     let esc_names = layout.escapes == Escapes::Everything;
     let esc_values = layout.escapes != Escapes::VocabOnly;
     let mut entries: Vec<String> = placed
@@ -255,36 +263,24 @@ pub fn write(f: &Fixture, layout: &Layout) -> Vec<u8> {
             )
         })
         .collect();
-    let mut rng_meta = Rng::new(layout.key_seed ^ 1);
-    let mut meta: Vec<(String, String)> = f
+    let mut meta: Vec<String> = f
         .metadata
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (k, v) in meta.iter_mut() {
-        match k.as_str() {
-            "folio.config" => *v = config_json(f, &mut rng_meta),
-            "folio.vocab" => *v = vocab_json(f),
-            _ => {}
-        }
-    }
-    shuffle(&mut meta, &mut key_rng);
-    let meta_items: Vec<String> = meta
-        .iter()
         .map(|(k, v)| {
-            format!(
-                "{}: {}",
-                json_string(k, esc_names),
-                json_string(v, esc_values)
-            )
+            let value = meta_value(f, k, v, esc_values);
+            format!("{}: {value}", json_string(k, esc_names))
         })
         .collect();
-    entries.push(format!(
-        "{}:{{\n    {}\n  }}",
-        json_string("__metadata__", esc_names),
-        meta_items.join(",\n    ")
-    ));
-    shuffle(&mut entries, &mut key_rng);
+    shuffle(&mut meta, &mut key_rng);
+    let at = key_rng.below(entries.len() + 1);
+    entries.insert(
+        at,
+        format!(
+            "{}:{{\n    {}\n  }}",
+            json_string("__metadata__", esc_names),
+            meta.join(",\n    ")
+        ),
+    );
 
     let mut header = format!("\n  {{\n  {}\n}}", entries.join(" ,\n  ")).into_bytes();
     let target_mod = layout.data_start_mod8 % 8;
@@ -305,7 +301,7 @@ pub fn write(f: &Fixture, layout: &Layout) -> Vec<u8> {
 /// to a multiple of 8 (for the byte-literal loader tests).
 pub fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -314,21 +310,110 @@ pub fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Split a safetensors file into its header JSON (parsed) and its data buffer.
-pub fn split(file: &[u8]) -> (serde_json::Value, Vec<u8>) {
-    let n = u64::from_le_bytes(file[..8].try_into().expect("8 bytes")) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&file[8..8 + n]).expect("header json");
-    (header, file[8 + n..].to_vec())
+/// A safetensors file as its header's top-level members, in file order, and its data
+/// section. Indexing by key reads or writes a member (writing an absent key appends it);
+/// [`RawFile::to_bytes`] writes it back, members in the same order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawFile {
+    /// `(key, value)` of each header member, in order.
+    pub members: Vec<(String, Value)>,
+    /// The data section.
+    pub data: Vec<u8>,
 }
 
-/// Re-assemble a file from an (edited) header JSON value and a data buffer.
-pub fn join(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
-    raw_file(&header.to_string(), data)
+struct Members(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
-/// Parse `file`, let `edit` change the header JSON, and re-assemble it with the same data.
-pub fn edit_header(file: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
-    let (mut h, data) = split(file);
-    edit(&mut h);
-    join(&h, &data)
+impl RawFile {
+    /// Parse a file (panics if its header is not a JSON object).
+    pub fn parse(file: &[u8]) -> Self {
+        let n = u64::from_le_bytes(file[..8].try_into().expect("8 bytes")) as usize;
+        let Members(members) = serde_json::from_slice(&file[8..8 + n]).expect("header json");
+        RawFile {
+            members,
+            data: file[8 + n..].to_vec(),
+        }
+    }
+
+    /// Remove a member and return its value (panics if absent).
+    pub fn remove(&mut self, key: &str) -> Value {
+        let i = self.members.iter().position(|(k, _)| k == key);
+        self.members
+            .remove(i.unwrap_or_else(|| panic!("no {key}")))
+            .1
+    }
+
+    /// The header JSON text (members in order, no padding).
+    pub fn header_text(&self) -> String {
+        let items: Vec<String> = self
+            .members
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+            .collect();
+        format!("{{{}}}", items.join(","))
+    }
+
+    /// The file: header padded with spaces to a multiple of 8, then the data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        raw_file(&self.header_text(), &self.data)
+    }
+
+    /// The file with the header padded so the data section starts at `mod8` (0..8) past a
+    /// multiple of 8 (safetensors does not require any padding).
+    pub fn to_bytes_with_data_at(&self, mod8: usize) -> Vec<u8> {
+        let mut h = self.header_text();
+        while (8 + h.len()) % 8 != mod8 {
+            h.push(' ');
+        }
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(&self.data);
+        out
+    }
+}
+
+impl std::ops::Index<&str> for RawFile {
+    type Output = Value;
+    fn index(&self, key: &str) -> &Value {
+        let m = self.members.iter().find(|(k, _)| k == key);
+        &m.unwrap_or_else(|| panic!("no {key}")).1
+    }
+}
+
+impl std::ops::IndexMut<&str> for RawFile {
+    fn index_mut(&mut self, key: &str) -> &mut Value {
+        match self.members.iter().position(|(k, _)| k == key) {
+            Some(i) => &mut self.members[i].1,
+            None => {
+                self.members.push((key.to_string(), Value::Null));
+                &mut self.members.last_mut().expect("just pushed").1
+            }
+        }
+    }
+}
+
+/// Parse `file`, let `edit` change the header, and write it back with the same data.
+pub fn edit_header(file: &[u8], edit: impl FnOnce(&mut RawFile)) -> Vec<u8> {
+    let mut f = RawFile::parse(file);
+    edit(&mut f);
+    f.to_bytes()
 }

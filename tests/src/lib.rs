@@ -1,10 +1,12 @@
 //! Shared helpers for folio's cross-crate test suite.
 //!
 //! - [`fixture`]: random-weight model files in every encoding, via the `safetensors` crate.
-//! - [`handwritten`]: a second writer, raw bytes, another layout (order, padding, escapes).
+//! - [`handwritten`]: a second writer, raw bytes, another layout (order, padding, escapes),
+//!   and [`handwritten::RawFile`] for the byte-level attack tests.
 //! - [`reference`]: an independent f64 GPT-2 forward pass that shares no code with the
 //!   runtime or the kernels.
-//! - [`AlignedBytes`]: file bytes at an 8-byte aligned address (as mmap would give).
+//! - [`AlignedBytes`]: file bytes placed so the tensor data is 8-byte aligned (as the
+//!   `folio` CLI places them).
 #![deny(missing_docs)]
 
 pub mod fixture;
@@ -14,8 +16,8 @@ pub mod rng;
 
 pub use fixture::{Config, Encoding, Fixture, FixtureSpec, Plan, Vectors};
 
-/// Bytes stored in a `Vec<u64>`, so they start 8-byte aligned (the runtime requires a
-/// 4-byte aligned start and reports `Misaligned` otherwise).
+/// Bytes stored in a `Vec<u64>` at a chosen alignment (the runtime views tensors in place
+/// and needs the data section, at `8 + header length`, 4-byte aligned).
 #[derive(Clone, Debug)]
 pub struct AlignedBytes {
     words: Vec<u64>,
@@ -24,13 +26,17 @@ pub struct AlignedBytes {
 }
 
 impl AlignedBytes {
-    /// Copy `bytes` into aligned storage.
+    /// Copy a file so that its data section starts 8-byte aligned (the file start when
+    /// the length prefix is unreadable).
     pub fn new(bytes: &[u8]) -> Self {
-        Self::with_offset(bytes, 0)
+        let data_start = bytes
+            .first_chunk::<8>()
+            .map_or(0, |n| u64::from_le_bytes(*n).wrapping_add(8) % 8)
+            as usize;
+        Self::with_offset(bytes, (8 - data_start) % 8)
     }
 
-    /// Copy `bytes` so that they start `offset` bytes (0..8) past an 8-byte boundary;
-    /// [`AlignedBytes::bytes`] then returns them at that deliberately skewed address.
+    /// Copy `bytes` so that they start `offset` bytes (0..8) past an 8-byte boundary.
     pub fn with_offset(bytes: &[u8], offset: usize) -> Self {
         assert!(offset < 8);
         let mut words = vec![0u64; (bytes.len() + offset).div_ceil(8)];
@@ -62,7 +68,8 @@ pub fn rel_diff(a: &[f32], b: &[f64]) -> f64 {
 }
 
 /// Run the runtime over `tokens` at positions `0..tokens.len()` and collect the logits:
-/// `(tokens.len(), vocab_size)`. `file` must be 4-byte aligned (see [`AlignedBytes`]).
+/// `(tokens.len(), vocab_size)`. `file`'s data section must be 4-byte aligned (see
+/// [`AlignedBytes`]).
 pub fn runtime_logits(file: &[u8], tokens: &[u32]) -> Result<Vec<Vec<f32>>, folio_runtime::Error> {
     let model = folio_runtime::Model::from_bytes(file)?;
     let mut mem = vec![0u8; model.session_bytes()];

@@ -1,7 +1,7 @@
 //! An independent f64 reference of the folio model (docs/FORMAT.md, "Math").
 //!
 //! Plain loops in f64; it shares no code with `folio-runtime` or `folio-kernels`: the file
-//! is read with the `safetensors` crate, the metadata with `serde_json`, and q8_0/q4_0 are
+//! is read with the `safetensors` crate, the metadata with `str::parse`, and q8_0/q4_0 are
 //! dequantised here from the stored `I8`/`U8` codes and `_scale` tensors.
 //!
 //! The format stores the KV cache in f16, so by default ([`Options::FORMAT`]) the reference
@@ -16,7 +16,7 @@ use half::f16;
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 
-/// Hyper-parameters read from `folio.config`.
+/// Hyper-parameters read from the `folio.*` metadata.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RefConfig {
     /// `V`.
@@ -166,7 +166,7 @@ fn matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<Mat,
     let scales = || -> Result<Vec<f64>, String> {
         let sname = format!("{name}_scale");
         let s = st.tensor(&sname).map_err(|e| format!("{sname}: {e}"))?;
-        if s.dtype() != Dtype::F16 || s.shape() != [rows, cols / 32] || cols % 32 != 0 {
+        if s.dtype() != Dtype::F16 || s.shape() != [rows, cols / 32] || !cols.is_multiple_of(32) {
             return Err(format!("{sname}: {:?} {:?}", s.dtype(), s.shape()));
         }
         Ok(f16_values(s.data()))
@@ -256,14 +256,17 @@ impl Reference {
         let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
         let meta = meta.metadata().clone().ok_or("no __metadata__")?;
-        let cfg: serde_json::Value =
-            serde_json::from_str(meta.get("folio.config").ok_or("no folio.config")?)
-                .map_err(|e| e.to_string())?;
+        let get = |k: &str| {
+            meta.get(&format!("folio.{k}"))
+                .ok_or(format!("no folio.{k}"))
+        };
+        if get("format")? != "2" {
+            return Err(format!("folio.format {:?}, not \"2\"", get("format")?));
+        }
         let int = |k: &str| {
-            cfg[k]
-                .as_u64()
-                .map(|v| v as usize)
-                .ok_or(format!("config {k}"))
+            get(k)?
+                .parse::<usize>()
+                .map_err(|e| format!("folio.{k}: {e}"))
         };
         let config = RefConfig {
             vocab_size: int("vocab_size")?,
@@ -271,20 +274,14 @@ impl Reference {
             n_embd: int("n_embd")?,
             n_head: int("n_head")?,
             n_layer: int("n_layer")?,
-            eps: cfg["layer_norm_eps"]
-                .as_f64()
-                .ok_or("config layer_norm_eps")?,
-            tied_embeddings: cfg["tied_embeddings"]
-                .as_bool()
-                .ok_or("config tied_embeddings")?,
+            eps: get("layer_norm_eps")?
+                .parse()
+                .map_err(|e| format!("eps: {e}"))?,
+            tied_embeddings: get("tied_embeddings")?
+                .parse()
+                .map_err(|e| format!("tied: {e}"))?,
         };
-        let vocab: Vec<String> =
-            serde_json::from_str(meta.get("folio.vocab").ok_or("no folio.vocab")?)
-                .map_err(|e| e.to_string())?;
-        let vocab: Vec<char> = vocab
-            .iter()
-            .map(|s| s.chars().next().unwrap_or('\0'))
-            .collect();
+        let vocab: Vec<char> = get("vocab")?.chars().collect();
         let c = config.n_embd;
         let (v, t) = (config.vocab_size, config.block_size);
         let lin = |name: &str, rows, cols| -> Result<(Mat, Vec<f64>), String> {

@@ -639,11 +639,7 @@ fn info(opts: &Opts, out: &mut Stdout, path: &str) -> Result<()> {
     for ti in model.tensors() {
         let name = printable(ti.name());
         let shape: Vec<String> = ti.shape().iter().map(|d| d.to_string()).collect();
-        let used = ti.id().is_some_and(|id| {
-            let per_layer_ok = !id.kind.per_layer() || (id.layer as usize) < c.n_layer;
-            let head_ok = id.kind != folio_runtime::TensorKind::LmHead || !c.tied_embeddings;
-            per_layer_ok && head_ok
-        });
+        let used = model.tensor_id(&ti).is_some();
         let more = if ti.rank > shape.len() { ", ..." } else { "" };
         let shape = format!("[{}{more}]", shape.join(", "));
         let note = if used { "" } else { "  (ignored)" };

@@ -1,7 +1,7 @@
 //! Generation against the f64 reference: greedy decoding follows the reference's argmax
 //! step by step (Exact and Shift modes, past the window), seeded sampling is
 //! deterministic, and the sampler's distributions are the documented ones.
-use folio_runtime::{ContextMode, Generator, Model, Sampler, SamplerConfig};
+use folio_runtime::{ContextMode, Error, Generator, Model, Sampler, SamplerConfig};
 use folio_tests::fixture::{Config, Encoding, FixtureSpec, Plan};
 use folio_tests::reference::{argmax, Options, Reference};
 use folio_tests::AlignedBytes;
@@ -290,4 +290,175 @@ fn sampler_distributions_are_the_documented_ones() {
     // Greedy: always the argmax, first on ties.
     assert_eq!(frequencies(cfg(0.0, 0, 1.0), &logits, 100)[1], 1.0);
     assert_eq!(frequencies(cfg(0.0, 0, 1.0), &[1.0, 3.0, 3.0], 10)[1], 1.0);
+}
+
+// ---- the generator's own contract ----------------------------------------------------------
+
+/// 8/32/4/2, vocab 29, tied, F32, weights with std 0.3.
+fn small() -> AlignedBytes {
+    let config = Config::new(8, 32, 4, 2).vocab(29);
+    AlignedBytes::new(
+        &FixtureSpec::new(config, Plan::All(Encoding::F32), 4)
+            .std(0.3)
+            .to_bytes(),
+    )
+}
+
+fn run(
+    model: &Model<'_>,
+    mode: ContextMode,
+    cfg: SamplerConfig,
+    prompt: &[u32],
+    n: usize,
+) -> Vec<u32> {
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let mut g = Generator::with_mode(s, Sampler::new(cfg).expect("sampler"), mode);
+    g.prompt(prompt).expect("prompt");
+    (0..n).map(|_| g.next().expect("next")).collect()
+}
+
+#[test]
+fn shift_equals_exact_until_the_window_fills() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let cfg = SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 11,
+    };
+    // Prompt 3 + 5 generated = 8 = block_size: every step fits in the window.
+    let a = run(&model, ContextMode::Shift, cfg, &[1, 2, 3], 6);
+    assert_eq!(a, run(&model, ContextMode::Exact, cfg, &[1, 2, 3], 6));
+    // Beyond the window both keep going and stay deterministic.
+    let a = run(&model, ContextMode::Shift, cfg, &[1, 2, 3], 40);
+    assert_eq!(a, run(&model, ContextMode::Shift, cfg, &[1, 2, 3], 40));
+    let e = run(&model, ContextMode::Exact, cfg, &[1, 2, 3], 40);
+    assert_eq!(e, run(&model, ContextMode::Exact, cfg, &[1, 2, 3], 40));
+    assert!(a.iter().chain(&e).all(|&t| t < 29));
+}
+
+#[test]
+fn greedy_next_is_argmax_of_a_fresh_forward() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let toks = run(
+        &model,
+        ContextMode::Shift,
+        SamplerConfig::greedy(),
+        &[4, 7],
+        5,
+    );
+    // Recompute each step from scratch with a plain session.
+    let mut ctx = vec![4u32, 7];
+    for &t in &toks {
+        let mut mem = vec![0u8; model.session_bytes()];
+        let mut s = model.session(&mut mem).expect("session");
+        let mut last = Vec::new();
+        for (p, &c) in ctx.iter().enumerate() {
+            last = s.forward(c, p).expect("forward").to_vec();
+        }
+        assert_eq!(folio_kernels::argmax(&last) as u32, t);
+        ctx.push(t);
+    }
+}
+
+#[test]
+fn exact_mode_window_is_the_last_block() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let sampler = Sampler::new(SamplerConfig::greedy()).expect("sampler");
+    let mut g = Generator::with_mode(s, sampler, ContextMode::Exact);
+    let prompt: Vec<u32> = (0..12).collect();
+    g.prompt(&prompt).expect("prompt");
+    assert_eq!(g.window(), &prompt[4..]);
+    let t = g.next().expect("next");
+    g.next().expect("next");
+    assert_eq!(g.window().len(), 8);
+    assert_eq!(*g.window().last().expect("last"), t);
+}
+
+#[test]
+fn shift_mode_keeps_half_the_window() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let mut g = Generator::new(s, Sampler::new(SamplerConfig::greedy()).expect("sampler"));
+    let prompt: Vec<u32> = (0..9).collect();
+    g.prompt(&prompt).expect("prompt");
+    // 8 fill the window; the 9th shifts: keep 4 (4..8), then 8.
+    assert_eq!(g.window(), &[4, 5, 6, 7, 8]);
+}
+
+#[test]
+fn generator_errors() {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = vec![0u8; model.session_bytes()];
+    let s = model.session(&mut mem).expect("session");
+    let mut g = Generator::new(s, Sampler::new(SamplerConfig::greedy()).expect("sampler"));
+    assert_eq!(g.next(), Err(Error::EmptyPrompt));
+    assert_eq!(g.prompt(&[]), Err(Error::EmptyPrompt));
+    let e = Error::TokenOutOfRange {
+        token: 99,
+        vocab_size: 29,
+    };
+    assert_eq!(g.prompt(&[1, 99]), Err(e));
+}
+
+/// A long prompt costs at most `block_size` forwards: `prompt` keeps only the window that
+/// feeding every token one at a time would have ended with. That window is re-encoded from
+/// position 0 after the last shift, so it must equal a fresh prompt of the window itself:
+/// the same window, bit-identical logits and the same continuation.
+#[test]
+fn long_prompts_skip_to_the_window_token_by_token_feeding_ends_with() {
+    let bytes = FixtureSpec::new(
+        Config::new(8, 32, 4, 2).vocab(29),
+        Plan::All(Encoding::F32),
+        4,
+    )
+    .std(0.3)
+    .to_bytes();
+    let a = AlignedBytes::new(&bytes);
+    let model = Model::from_bytes(a.bytes()).expect("load");
+    let block = model.config().block_size;
+    let cfg = SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 5,
+    };
+    let (mut ma, mut mb) = (
+        vec![0u8; model.session_bytes()],
+        vec![0u8; model.session_bytes()],
+    );
+    for mode in [ContextMode::Shift, ContextMode::Exact] {
+        for n in 1..=5 * block + 3 {
+            let prompt: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % 29).collect();
+            // The documented policy, token by token.
+            let mut want = Vec::new();
+            for &t in &prompt {
+                advance(&mut want, t, block, mode);
+            }
+            let sa = model.session(&mut ma).expect("session");
+            let mut long = Generator::with_mode(sa, Sampler::new(cfg).expect("sampler"), mode);
+            long.prompt(&prompt).expect("prompt");
+            assert_eq!(long.window(), &want[..], "{mode:?} n={n}");
+            let sb = model.session(&mut mb).expect("session");
+            let mut fresh = Generator::with_mode(sb, Sampler::new(cfg).expect("sampler"), mode);
+            fresh.prompt(&want).expect("prompt");
+            let (la, lb) = (long.session().logits(), fresh.session().logits());
+            assert!(
+                la.iter().zip(lb).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{mode:?} n={n}"
+            );
+            for step in 0..2 * block {
+                assert_eq!(long.next(), fresh.next(), "{mode:?} n={n} step {step}");
+            }
+        }
+    }
 }

@@ -1,0 +1,130 @@
+//! `Model` and `Session` on fixture files: every encoding loads and runs, the encodings
+//! agree with f32, session memory is exact at any alignment, and the metadata and tensor
+//! table are what the file holds.
+use folio_runtime::{Encoding as RtEncoding, Error, Model};
+use folio_tests::fixture::{Config, Encoding, FixtureSpec, Plan};
+use folio_tests::AlignedBytes;
+
+/// 8/32/4/2, vocab 29.
+const SMALL: Config = Config::new(8, 32, 4, 2).vocab(29);
+
+fn small(config: Config, enc: Encoding) -> AlignedBytes {
+    AlignedBytes::new(
+        &FixtureSpec::new(config, Plan::All(enc), 4)
+            .std(0.3)
+            .to_bytes(),
+    )
+}
+
+fn logits_all(model: &Model<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let mut mem = vec![0u8; model.session_bytes()];
+    let mut s = model.session(&mut mem).expect("session");
+    let forward = |(p, &t): (usize, &u32)| s.forward(t, p).expect("forward").to_vec();
+    tokens.iter().enumerate().map(forward).collect()
+}
+
+#[test]
+fn loads_every_encoding_and_runs() {
+    let pairs = [
+        (Encoding::F32, RtEncoding::F32),
+        (Encoding::F16, RtEncoding::F16),
+        (Encoding::Q8_0, RtEncoding::Q8_0),
+        (Encoding::Q4_0, RtEncoding::Q4_0),
+    ];
+    for (enc, rt) in pairs {
+        for config in [SMALL, SMALL.untied()] {
+            let file = small(config, enc);
+            let model = Model::from_bytes(file.bytes()).expect("load");
+            assert_eq!(model.config().vocab_size, 29);
+            assert_eq!(model.tokenizer().len(), 29);
+            assert!(model.encodings().all(|(_, e)| e == rt));
+            let untied = usize::from(!config.tied_embeddings);
+            assert_eq!(model.encodings().count(), 2 + 4 * 2 + untied);
+            let ls = logits_all(&model, &[1, 5, 9, 2]);
+            assert!(ls.iter().flatten().all(|v| v.is_finite()));
+            assert_ne!(ls[0], ls[1]);
+        }
+    }
+}
+
+#[test]
+fn encodings_agree_with_f32() {
+    let tokens = [3, 1, 4, 1, 5, 9, 2, 6];
+    let reference = small(SMALL, Encoding::F32);
+    let reference = logits_all(
+        &Model::from_bytes(reference.bytes()).expect("load"),
+        &tokens,
+    );
+    let scale = reference.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    for (enc, tol) in [
+        (Encoding::F16, 0.01),
+        (Encoding::Q8_0, 0.05),
+        (Encoding::Q4_0, 0.5),
+    ] {
+        let file = small(SMALL, enc);
+        let got = logits_all(&Model::from_bytes(file.bytes()).expect("load"), &tokens);
+        let err = got
+            .iter()
+            .flatten()
+            .zip(reference.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= tol * scale, "{enc:?}: {err} vs scale {scale}");
+        assert!(err > 0.0, "{enc:?} should differ from f32 at all");
+    }
+}
+
+#[test]
+fn session_bytes_is_exact_at_any_alignment() {
+    let file = small(SMALL, Encoding::F32);
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let need = model.session_bytes();
+    let mut mem = vec![0u8; need + 8];
+    for skew in 0..4 {
+        assert!(
+            model.session(&mut mem[skew..skew + need]).is_ok(),
+            "skew {skew}"
+        );
+        let e = model
+            .session(&mut mem[skew..skew + need - 1])
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::SessionTooSmall {
+                needed: need,
+                got: need - 1
+            }
+        );
+    }
+    // The documented layout: 3 + 4 (11C + T + 2V + 4C / 32) + 4 (V + T)
+    // + 2 (L * 2 * T * C) + 4C.
+    let (c, t, v, l) = (32, 8, 29, 2);
+    assert_eq!(
+        need,
+        3 + 4 * (11 * c + t + 2 * v + 4 * c / 32) + 4 * (v + t) + 2 * (l * 2 * t * c) + 4 * c
+    );
+    assert_eq!(model.kv_bytes(), 2 * (l * 2 * t * c));
+}
+
+#[test]
+fn metadata_and_tensor_table() {
+    let file = small(SMALL, Encoding::Q8_0);
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    assert_eq!(model.metadata("folio.format"), Some("2"));
+    assert_eq!(model.metadata("folio.n_layer"), Some("2"));
+    assert_eq!(model.metadata("folio.train"), None);
+    let vocab: String =
+        folio_runtime::unescape(model.metadata("folio.vocab").expect("vocab")).collect();
+    assert_eq!(vocab, model.tokenizer().chars().iter().collect::<String>());
+    assert!(vocab.starts_with(" eta"), "{vocab:?}");
+    // Matrices and their scales, 1-D tensors.
+    assert_eq!(model.tensor_count(), (2 + 4 * 2) * 2 + 8 * 2 + 2);
+    let total: u64 = model.tensors().map(|t| t.bytes()).sum();
+    assert_eq!(total as usize, model.weight_bytes());
+    let used = model
+        .tensors()
+        .filter(|t| model.tensor_id(t).is_some())
+        .count();
+    assert_eq!(used, model.tensor_count());
+}
