@@ -22,7 +22,7 @@ fn decode(c: &mut Criterion) {
         let mut session = model.session(&mut mem).expect("session");
         let (t, v) = (case.config.block_size, case.config.vocab_size as u32);
         let mut pos = 0usize;
-        let id = BenchmarkId::new(case.encoding.label(), case.shape());
+        let id = BenchmarkId::new(case.encoding.as_str(), case.shape());
         group.bench_function(id, |b| {
             b.iter(|| {
                 let token = (pos as u32 * 7 + 1) % v;

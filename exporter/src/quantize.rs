@@ -206,25 +206,20 @@ mod tests {
 
     #[test]
     fn default_encodings_follow_the_format_rules() {
-        assert_eq!(
-            default_encoding("ln_f.bias", &[64], Encoding::Q4_0),
-            Encoding::F32
-        );
-        assert_eq!(
-            default_encoding("wpe.weight", &[8, 64], Encoding::Q8_0),
-            Encoding::F16
-        );
-        assert_eq!(
-            default_encoding("wpe.weight", &[8, 64], Encoding::F32),
-            Encoding::F32
-        );
-        assert_eq!(
-            default_encoding("wte.weight", &[65, 64], Encoding::Q4_0),
-            Encoding::Q4_0
-        );
-        assert_eq!(
-            default_encoding("x", &[65, 48], Encoding::Q8_0),
-            Encoding::F16
-        );
+        use Encoding::*;
+        let cases: [(&str, &[usize], Encoding, Encoding); 5] = [
+            ("ln_f.bias", &[64], Q4_0, F32),
+            ("wpe.weight", &[8, 64], Q8_0, F16),
+            ("wpe.weight", &[8, 64], F32, F32),
+            ("wte.weight", &[65, 64], Q4_0, Q4_0),
+            ("x", &[65, 48], Q8_0, F16),
+        ];
+        for (name, shape, target, want) in cases {
+            assert_eq!(
+                default_encoding(name, shape, target),
+                want,
+                "{name} {target}"
+            );
+        }
     }
 }

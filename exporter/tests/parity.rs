@@ -118,22 +118,16 @@ fn check(tied: bool) {
             .collect()
     };
     let (tch_f16kv, tch_exact) = (logits_of(true), logits_of(false));
-    let f32_file = master
-        .to_bytes(
-            &master.default_plan(Encoding::F32),
-            "f32",
-            &serde_json::Value::Null,
-        )
-        .unwrap();
+    let file = |enc: Encoding| {
+        let plan = master.default_plan(enc);
+        master
+            .to_bytes(&plan, enc.as_str(), &serde_json::Value::Null)
+            .unwrap()
+    };
+    let f32_file = file(Encoding::F32);
     let e_f32 = rel_err(&f32_file, &tch_f16kv, &tokens);
     let e_f32_exact = rel_err(&f32_file, &tch_exact, &tokens);
-    let q8_file = master
-        .to_bytes(
-            &master.default_plan(Encoding::Q8_0),
-            "q8_0",
-            &serde_json::Value::Null,
-        )
-        .unwrap();
+    let q8_file = file(Encoding::Q8_0);
     let e_q8 = rel_err(&q8_file, &tch_exact, &tokens);
     eprintln!("tied={tied}: f32 vs tch(f16 KV) {e_f32:.2e}, vs tch(f32 KV) {e_f32_exact:.2e}; q8_0 vs tch {e_q8:.2e}");
     assert!(

@@ -1,7 +1,7 @@
 //! `Model` and `Session` on fixture files: every encoding loads and runs, the encodings
 //! agree with f32, session memory is exact at any alignment, and the metadata and tensor
 //! table are what the file holds.
-use folio_runtime::{Encoding as RtEncoding, Error, Model};
+use folio_runtime::{Error, Model};
 use folio_tests::fixture::{Config, Encoding, FixtureSpec, Plan};
 use folio_tests::AlignedBytes;
 
@@ -25,19 +25,13 @@ fn logits_all(model: &Model<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
 
 #[test]
 fn loads_every_encoding_and_runs() {
-    let pairs = [
-        (Encoding::F32, RtEncoding::F32),
-        (Encoding::F16, RtEncoding::F16),
-        (Encoding::Q8_0, RtEncoding::Q8_0),
-        (Encoding::Q4_0, RtEncoding::Q4_0),
-    ];
-    for (enc, rt) in pairs {
+    for enc in Encoding::ALL {
         for config in [SMALL, SMALL.untied()] {
             let file = small(config, enc);
             let model = Model::from_bytes(file.bytes()).expect("load");
             assert_eq!(model.config().vocab_size, 29);
             assert_eq!(model.tokenizer().len(), 29);
-            assert!(model.encodings().all(|(_, e)| e == rt));
+            assert!(model.encodings().all(|(_, e)| e == enc));
             let untied = usize::from(!config.tied_embeddings);
             assert_eq!(model.encodings().count(), 2 + 4 * 2 + untied);
             let ls = logits_all(&model, &[1, 5, 9, 2]);

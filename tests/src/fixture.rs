@@ -12,6 +12,7 @@
 use crate::rng::Rng;
 use folio_kernels::quant::{quantize_row_q4, quantize_row_q8};
 use folio_kernels::QK;
+pub use folio_runtime::Encoding;
 use half::f16;
 use safetensors::tensor::{Dtype, View};
 use std::borrow::Cow;
@@ -148,39 +149,6 @@ impl Config {
     }
 }
 
-/// How one 2-D tensor is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Encoding {
-    /// F32 values.
-    F32,
-    /// F16 values.
-    F16,
-    /// I8 codes + F16 `_scale` per 32 columns.
-    Q8_0,
-    /// Packed U8 nibbles + F16 `_scale` per 32 columns.
-    Q4_0,
-}
-
-impl Encoding {
-    /// All four encodings.
-    pub const ALL: [Encoding; 4] = [Encoding::F32, Encoding::F16, Encoding::Q8_0, Encoding::Q4_0];
-
-    /// The `folio.dtype` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Encoding::F32 => "f32",
-            Encoding::F16 => "f16",
-            Encoding::Q8_0 => "q8_0",
-            Encoding::Q4_0 => "q4_0",
-        }
-    }
-
-    /// Whether this encoding is quantised.
-    pub fn quantised(self) -> bool {
-        matches!(self, Encoding::Q8_0 | Encoding::Q4_0)
-    }
-}
-
 /// The encodings of a fixture's 2-D tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -204,7 +172,7 @@ impl Plan {
     /// `folio.dtype`.
     pub fn label(self) -> &'static str {
         match self {
-            Plan::All(e) => e.label(),
+            Plan::All(e) => e.as_str(),
             Plan::Mixed => "mixed",
         }
     }
@@ -367,7 +335,7 @@ impl Fixture {
                 Plan::All(e) => e,
                 Plan::Mixed => {
                     let e = Encoding::ALL[(n_matrix + spec.seed as usize) % 4];
-                    if e.quantised() && !quant_ok {
+                    if e.is_quantised() && !quant_ok {
                         Encoding::ALL[(n_matrix + spec.seed as usize) % 2]
                     } else {
                         e
@@ -376,7 +344,7 @@ impl Fixture {
             };
             n_matrix += 1;
             assert!(
-                !enc.quantised() || cols.is_multiple_of(QK),
+                !enc.is_quantised() || cols.is_multiple_of(QK),
                 "{name}: {cols} columns cannot be quantised"
             );
             push_matrix(tensors, &name, enc, rows, cols, &values);
