@@ -3,7 +3,7 @@
 #   1. build the host `folio` CLI and the exporter (dev profile, reused from `make test-host`);
 #   2. train the lab `model1` preset (q8_0) and re-quantise it to q4_0, unless the files
 #      exist (target/firmware/model1.{q8_0,q4_0}.safetensors; FOLIO_FW_MODEL_DIR moves them);
-#   3. build the firmware (runtime/firmware) with each model embedded, for mps2-an386
+#   3. build the firmware (firmware/) with each model embedded, for mps2-an386
 #      (Cortex-M4F) and lm3s6965evb (Cortex-M3, 256 KiB flash, 64 KiB RAM);
 #   4. run each under qemu-system-arm -icount shift=0 (exactly repeatable) with a timeout;
 #   5. compare its greedy and seeded-sampling texts with `folio generate` on the same file
@@ -13,14 +13,14 @@
 # Env: PROMPT (default "ROMEO:"), FOLIO_FW_OPT_LEVELS (default "mixed s 3 z": the profiles
 # compared for size and instructions on the M4; the first is the one checked on both boards;
 # "mixed" is the default `release` profile: kernels at "s", everything else at "z", see
-# runtime/firmware/Cargo.toml).
+# firmware/Cargo.toml).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PROMPT=${PROMPT:-ROMEO:}
 N=200
-# The firmware's sampled run (runtime/firmware/src/main.rs, SAMPLED) uses these too.
+# The firmware's sampled run (firmware/src/main.rs, SAMPLED) uses these too.
 SAMPLE_ARGS=(--temperature 0.8 --top-k 40 --top-p 1 --seed 1)
 MODELS=${FOLIO_FW_MODEL_DIR:-$ROOT/target/firmware}
 HOST_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -64,7 +64,7 @@ EMPTY=$FW_TARGET/empty.bin
 # build_fw TARGET PROFILE MODEL NAME: build the firmware, copy the ELF to $OUT/NAME.elf.
 build_fw() {
   local target=$1 profile=$2 model=$3 name=$4
-  (cd runtime/firmware &&
+  (cd firmware &&
     FOLIO_MODEL=$model FOLIO_PROMPT=$PROMPT CARGO_TARGET_DIR=$FW_TARGET \
       cargo build -q --target "$target" --profile "$profile")
   cp "$FW_TARGET/$target/$profile/folio-firmware" "$OUT/$name.elf"
@@ -157,9 +157,9 @@ summary_row() {
 }
 
 # The DSP matvec_q8 (SXTB16/SMLAD asm) cannot run on the host: check it against the scalar
-# reference on the M4 itself, bit for bit (runtime/firmware/src/kernel_check.rs).
+# reference on the M4 itself, bit for bit (firmware/src/kernel_check.rs).
 say "mps2-an386 (Cortex-M4F): kernel check (target paths vs scalar, bit for bit)"
-(cd runtime/firmware &&
+(cd firmware &&
   FOLIO_MODEL=$EMPTY CARGO_TARGET_DIR=$FW_TARGET/kernel-check \
     cargo build -q --target thumbv7em-none-eabihf --release --features kernel-check)
 cp "$FW_TARGET/kernel-check/thumbv7em-none-eabihf/release/folio-firmware" "$OUT/m4-kernel-check.elf"

@@ -26,7 +26,7 @@ fn main() {
         Ok(path) => println!("cargo:rerun-if-changed={path}"),
         Err(_) => panic!(
             "set FOLIO_MODEL to the model file to embed, e.g. \
-             FOLIO_MODEL=$PWD/../../target/firmware/model1.q8_0.safetensors"
+             FOLIO_MODEL=$PWD/../target/firmware/model1.q8_0.safetensors"
         ),
     }
 }
