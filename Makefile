@@ -11,7 +11,7 @@ AARCH64 := aarch64-unknown-linux-gnu
 export OMP_WAIT_POLICY := passive
 
 .PHONY: demo setup setup-torch setup-cross setup-compare build check test test-host \
-        test-v3 test-aarch64 test-thumb firmware lint bench compare callgrind report
+        test-v3 test-aarch64 test-thumb firmware firmware-report lint bench compare callgrind report
 
 ## demo: train the CPU `edge` preset, export q8_0, generate text, print per-token latency.
 demo: setup-torch
@@ -63,8 +63,15 @@ test-thumb: setup-cross
 	$(CARGO) build -p folio-runtime --no-default-features --target thumbv7em-none-eabihf
 	$(CARGO) build -p folio-runtime --no-default-features --target thumbv7m-none-eabi
 
+## firmware: firmware/ on mps2-an386 (M4F) and lm3s6965evb (M3) under qemu-system-arm, each
+## board built once; texts compared with `folio generate` byte for byte; the M4 kernel check.
 firmware: setup-torch setup-cross
-	bash scripts/firmware.sh
+	bash scripts/firmware-check.sh
+
+## firmware-report: the firmware at opt levels mixed/s/3/z: instructions, flash without the
+## model (budget 32 KB on mps2-an386), RAM, and the largest symbols. Not part of `make test`.
+firmware-report: setup-torch setup-cross
+	bash scripts/firmware-report.sh
 
 bench:
 	$(CARGO) bench -p folio-benches

@@ -1,8 +1,10 @@
 //! Picks the board's `memory.x` from the target and tells cargo about the embedded model.
 //!
 //! `thumbv7em-none-eabihf` → `memory/mps2-an386.x` (Cortex-M4F), `thumbv7m-none-eabi` →
-//! `memory/lm3s6965evb.x` (Cortex-M3). The model file is `include_bytes!(env!("FOLIO_MODEL"))`
-//! in `src/main.rs`; rebuilding when the variable or the file changes is cargo's job here.
+//! `memory/lm3s6965evb.x` (Cortex-M3). cortex-m-rt's `device` feature includes a
+//! `device.x`: ours is empty, since `src/board.rs` binds every interrupt line to the default
+//! handler itself. The model file is `include_bytes!(env!("FOLIO_MODEL"))` in
+//! `src/main.rs`; rebuilding when the variable or the file changes is cargo's job here.
 use std::{env, fs, path::PathBuf};
 
 fn main() {
@@ -16,6 +18,11 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let src = format!("memory/{board}.x");
     fs::copy(&src, out.join("memory.x")).expect("copy memory.x");
+    fs::write(
+        out.join("device.x"),
+        "/* no interrupt handler names: see src/board.rs */\n",
+    )
+    .expect("write device.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rustc-cfg=board=\"{board}\"");
@@ -26,7 +33,7 @@ fn main() {
         Ok(path) => println!("cargo:rerun-if-changed={path}"),
         Err(_) => panic!(
             "set FOLIO_MODEL to the model file to embed, e.g. \
-             FOLIO_MODEL=$PWD/../../target/firmware/model1.q8_0.safetensors"
+             FOLIO_MODEL=$PWD/../target/firmware/model1.q8_0.safetensors"
         ),
     }
 }

@@ -1,12 +1,32 @@
-//! Board services over QEMU: semihosting output and exit, the SysTick instruction clock,
-//! and stack painting. Both boards (mps2-an386, lm3s6965evb) share this code; only
-//! `memory.x` differs.
+//! Board services over QEMU: the interrupt part of the vector table, semihosting output
+//! and exit, the SysTick instruction clock, and stack painting. Both boards (mps2-an386,
+//! lm3s6965evb) share this code; `memory.x` and the number of interrupt lines differ.
 
 use core::arch::asm;
 use core::sync::atomic::{compiler_fence, Ordering};
 
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_semihosting::{hio, nr};
+
+/// External interrupt lines of the board's NVIC, as QEMU models it: 32 on mps2-an386
+/// (`hw/arm/mps2.c`, as the AN386 application note), 64 on lm3s6965evb
+/// (`hw/arm/stellaris.c`).
+#[cfg(board = "mps2-an386")]
+const IRQS: usize = 32;
+#[cfg(board = "lm3s6965evb")]
+const IRQS: usize = 64;
+
+extern "C" {
+    /// cortex-m-rt's default handler (an infinite loop).
+    fn DefaultHandler();
+}
+
+/// The device-specific part of the vector table (cortex-m-rt's `device` feature; without
+/// it cortex-m-rt fills the architecture's maximum, 240 lines, 960 B of flash). The
+/// firmware enables no interrupt, so every line goes to the default handler.
+#[link_section = ".vector_table.interrupts"]
+#[no_mangle]
+static __INTERRUPTS: [unsafe extern "C" fn(); IRQS] = [DefaultHandler; IRQS];
 
 /// Semihosting `SYS_EXIT_EXTENDED`: `r1` points at `[reason, exit code]`.
 const SYS_EXIT_EXTENDED: usize = 0x20;
@@ -98,11 +118,19 @@ pub fn calibrate(ticks: &mut Ticks) -> u64 {
     ticks.lap() - t0
 }
 
-/// Converts `ticks` to instructions using a calibration of `cal_ticks` ticks for
-/// `2 * CALIBRATION_ITERS` instructions, rounded to the nearest instruction.
+/// Instructions per SysTick tick from a calibration of `cal_ticks` ticks for
+/// `2 * CALIBRATION_ITERS` instructions, rounded: 40 on mps2-an386 (25 MHz), 80 on
+/// lm3s6965evb (12.5 MHz). The clocks are whole nanoseconds, so the ratio is exact.
+pub fn instructions_per_tick(cal_ticks: u64) -> u32 {
+    let cal = u32::try_from(cal_ticks).unwrap_or(u32::MAX).max(1);
+    (2 * CALIBRATION_ITERS + cal / 2) / cal
+}
+
+/// Converts `ticks` to instructions using a calibration of `cal_ticks` ticks (see
+/// [`instructions_per_tick`]); for `--features profile`.
+#[cfg(feature = "profile")]
 pub fn ticks_to_instructions(ticks: u64, cal_ticks: u64) -> u64 {
-    let cal_instr = 2 * u64::from(CALIBRATION_ITERS);
-    (ticks * cal_instr + cal_ticks / 2) / cal_ticks.max(1)
+    ticks * u64::from(instructions_per_tick(cal_ticks))
 }
 
 /// The paint left below the stack pointer at boot; words still holding it were never used.
