@@ -263,6 +263,22 @@ mod avx2 {
         halves(quad(dots4(w, x)), [_mm256_setzero_si256(); 4])
     }
 
+    /// Group sums of 4 rows over up to 4 groups (`x.len()`; lanes past them zero).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn part(w: [&[[i8; QK]]; 4], x: &[[i8; QK]]) -> [__m256i; 4] {
+        let mut d = [[_mm256_setzero_si256(); 4]; 4];
+        for (dj, (j, x)) in d.iter_mut().zip(x.iter().enumerate()) {
+            let xv = load_i8x32(x);
+            for (d, w) in dj.iter_mut().zip(w) {
+                if let Some(w) = w.get(j) {
+                    *d = dot(w, xv);
+                }
+            }
+        }
+        halves(quad(d), [_mm256_setzero_si256(); 4])
+    }
+
     /// AVX2 `matvec_q8` (see the module header).
     ///
     /// # Safety
@@ -284,6 +300,7 @@ mod avx2 {
             xs,
             |w, x| full(w, x),
             |w, x| half(w, x),
+            |w, x| part(w, x),
         );
     }
 }
@@ -291,7 +308,7 @@ mod avx2 {
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
     use super::*;
-    use crate::arch::aarch64::{load_i8x16x2, quad, rows4};
+    use crate::arch::aarch64::{load_i8x16x2, rows4_dot};
     use crate::quantize_act::{rows::activations, Shape};
     use crate::QK;
     use core::arch::aarch64::*;
@@ -315,41 +332,6 @@ mod neon {
         }
     }
 
-    /// Group sums of 4 groups of 4 rows (lane `j` = group `j`).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn half(w: [&[[i8; QK]; 4]; 4], x: &[[i8; QK]; 4]) -> [int32x4_t; 4] {
-        let mut d = [[vdupq_n_s32(0); 4]; 4];
-        for j in 0..4 {
-            let xv = load_i8x16x2(&x[j]);
-            for k in 0..4 {
-                d[j][k] = dot(&w[k][j], xv);
-            }
-        }
-        quad(d)
-    }
-
-    /// Group sums of 8 groups of 4 rows (two halves of 4).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn full(w: [&[[i8; QK]; 8]; 4], x: &[[i8; QK]; 8]) -> [[int32x4_t; 2]; 4] {
-        let h: [&[[[i8; QK]; 4]; 2]; 4] = [
-            bytemuck::cast_ref(w[0]),
-            bytemuck::cast_ref(w[1]),
-            bytemuck::cast_ref(w[2]),
-            bytemuck::cast_ref(w[3]),
-        ];
-        let x: &[[[i8; QK]; 4]; 2] = bytemuck::cast_ref(x);
-        let lo = half([&h[0][0], &h[1][0], &h[2][0], &h[3][0]], &x[0]);
-        let hi = half([&h[0][1], &h[1][1], &h[2][1], &h[3][1]], &x[1]);
-        [
-            [lo[0], hi[0]],
-            [lo[1], hi[1]],
-            [lo[2], hi[2]],
-            [lo[3], hi[3]],
-        ]
-    }
-
     /// NEON `matvec_q8` (see the module header).
     #[target_feature(enable = "neon")]
     pub fn matvec_q8(out: &mut [f32], q: &[i8], scales: &[f16], xq: &[i8], xs: &[f32]) {
@@ -358,7 +340,7 @@ mod neon {
         };
         let (xg, xs) = activations(&sh, xq, xs);
         let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
-        rows4(
+        rows4_dot(
             out,
             q,
             sh.row_bytes,
@@ -366,8 +348,7 @@ mod neon {
             sh.row_scales,
             xg,
             xs,
-            |w, x| full(w, x),
-            |w, x| half(w, x),
+            |w, x| dot(w, x),
         );
     }
 }
