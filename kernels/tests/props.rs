@@ -1021,7 +1021,14 @@ fn attention_props() {
             cases.push((hs, n_pos, rng.below(3) * 8));
         }
     }
-    cases.extend([(32, 256, 96), (64, 256, 320), (64, 100, 0)]);
+    cases.extend([
+        (32, 256, 96),
+        (64, 256, 320),
+        (64, 100, 0),
+        (72, 9, 8),
+        (128, 33, 0),
+        (139, 7, 8),
+    ]);
     for (hs, n_pos, extra) in cases {
         let stride = hs + extra;
         let q = vec_f32(&mut rng, hs, Kind::Plain, 1.0);
