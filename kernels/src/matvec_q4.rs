@@ -82,7 +82,7 @@ pub mod scalar {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::*;
-    use crate::arch::x86_64::{load_i8x32, load_u8x32, rows4};
+    use crate::arch::x86_64::{load_i8x32, load_u8x16, load_u8x32, rows4};
     use crate::quantize_act::{rows::activations, Shape};
     use crate::QK;
     use core::arch::x86_64::*;
@@ -170,6 +170,31 @@ mod avx2 {
         reduce(pairs(w, x))
     }
 
+    /// Group sums of 4 rows over up to 4 groups (`x.len()`; lanes past them zero): pairs
+    /// of groups as in [`full`], a lone last group with a zero partner.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn part(w: [&[[u8; QK / 2]]; 4], x: &[[i8; QK]]) -> [__m256i; 4] {
+        let zero = [0i8; QK];
+        let mut p = [[_mm256_setzero_si256(); 4]; 4];
+        for (j, pj) in p.iter_mut().take(2).enumerate() {
+            let Some(x0) = x.get(2 * j) else {
+                break;
+            };
+            let xv = pair_x(x0, x.get(2 * j + 1).unwrap_or(&zero));
+            for (pk, w) in pj.iter_mut().zip(w) {
+                let w = w.get(2 * j..).unwrap_or(&[]);
+                let v = match (w.first_chunk::<2>(), w.first()) {
+                    (Some(v), _) => load_u8x32(bytemuck::cast_ref(v)),
+                    (None, Some(v)) => load_u8x16(v),
+                    _ => continue,
+                };
+                *pk = pair_w(v, xv);
+            }
+        }
+        reduce(p)
+    }
+
     /// Group sums of 4 rows over 4 groups (lanes 4-7 zero).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -204,6 +229,7 @@ mod avx2 {
             xs,
             |w, x| full(w, x),
             |w, x| half(w, x),
+            |w, x| part(w, x),
         );
     }
 }
@@ -211,7 +237,7 @@ mod avx2 {
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
     use super::*;
-    use crate::arch::aarch64::{load_i8x16x2, load_u8x16, quad, rows4};
+    use crate::arch::aarch64::{load_u8x16, rows4_dot};
     use crate::quantize_act::{rows::activations, Shape};
     use crate::QK;
     use core::arch::aarch64::*;
@@ -239,41 +265,6 @@ mod neon {
         }
     }
 
-    /// Group sums of 4 groups of 4 rows (lane `j` = group `j`).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn half(w: [&[[u8; QK / 2]; 4]; 4], x: &[[i8; QK]; 4]) -> [int32x4_t; 4] {
-        let mut d = [[vdupq_n_s32(0); 4]; 4];
-        for j in 0..4 {
-            let xv = load_i8x16x2(&x[j]);
-            for k in 0..4 {
-                d[j][k] = dot(&w[k][j], xv);
-            }
-        }
-        quad(d)
-    }
-
-    /// Group sums of 8 groups of 4 rows (two halves of 4).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn full(w: [&[[u8; QK / 2]; 8]; 4], x: &[[i8; QK]; 8]) -> [[int32x4_t; 2]; 4] {
-        let h: [&[[[u8; QK / 2]; 4]; 2]; 4] = [
-            bytemuck::cast_ref(w[0]),
-            bytemuck::cast_ref(w[1]),
-            bytemuck::cast_ref(w[2]),
-            bytemuck::cast_ref(w[3]),
-        ];
-        let x: &[[[i8; QK]; 4]; 2] = bytemuck::cast_ref(x);
-        let lo = half([&h[0][0], &h[1][0], &h[2][0], &h[3][0]], &x[0]);
-        let hi = half([&h[0][1], &h[1][1], &h[2][1], &h[3][1]], &x[1]);
-        [
-            [lo[0], hi[0]],
-            [lo[1], hi[1]],
-            [lo[2], hi[2]],
-            [lo[3], hi[3]],
-        ]
-    }
-
     /// NEON `matvec_q4` (see the module header).
     #[target_feature(enable = "neon")]
     pub fn matvec_q4(out: &mut [f32], q: &[u8], scales: &[f16], xq: &[i8], xs: &[f32]) {
@@ -282,7 +273,7 @@ mod neon {
         };
         let (xg, xs) = activations(&sh, xq, xs);
         let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
-        rows4(
+        rows4_dot(
             out,
             q,
             sh.row_bytes,
@@ -290,8 +281,7 @@ mod neon {
             sh.row_scales,
             xg,
             xs,
-            |w, x| full(w, x),
-            |w, x| half(w, x),
+            |w, x| dot(w, x),
         );
     }
 }

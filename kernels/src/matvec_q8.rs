@@ -107,38 +107,55 @@ mod dsp {
         let mut q4 = q.chunks_exact(4 * stride);
         let mut s4 = scales.chunks_exact(4 * row_scales);
         for ((o, w), s) in (&mut o4).zip(&mut q4).zip(&mut s4) {
+            let mut d = s.chunks_exact(row_scales);
+            let mut row = || d.next().unwrap_or(&[]).iter();
+            let (d0, d1, d2, d3) = (row(), row(), row(), row());
+            // Rows 0 and 2 at the current group; the asm advances them a group a call.
+            let (mut pa, mut pb) = (w.as_ptr(), w.as_ptr().wrapping_add(2 * stride));
             let mut acc = [[0.0f32; 8]; 4];
-            for (g, (x, xs)) in xg.iter().zip(xs).enumerate() {
-                let isum = dot4(w, g * QK, stride, x);
-                for (k, (a, isum)) in acc.iter_mut().zip(isum).enumerate() {
-                    let d = s.get(k * row_scales + g).copied().unwrap_or(f16::ZERO);
-                    if let Some(a) = a.get_mut(g % 8) {
-                        *a += isum as f32 * (h2f(d) * *xs);
+            let groups = xg.iter().zip(xs).zip(d0.zip(d1).zip(d2.zip(d3)));
+            for (g, ((x, &xs), ((d0, d1), (d2, d3)))) in groups.enumerate() {
+                // SAFETY: `w` holds 4 rows of `stride >= 32 * groups` bytes (`Shape`), so
+                // group `g` of each row lies inside it; `x` is 32 bytes.
+                let [s0, s1, s2, s3] = unsafe { dot4(&mut pa, &mut pb, stride, x) };
+                // Written out row by row: opt-level "s" keeps a loop over the 4 rolled.
+                let lane = g % 8;
+                let [a0, a1, a2, a3] = &mut acc;
+                let add = |a: &mut [f32; 8], isum: i32, d: &f16| {
+                    if let Some(a) = a.get_mut(lane) {
+                        *a += isum as f32 * (h2f(*d) * xs);
                     }
-                }
+                };
+                add(a0, s0, d0);
+                add(a1, s1, d1);
+                add(a2, s2, d2);
+                add(a3, s3, d3);
             }
-            for (o, a) in o.iter_mut().zip(&acc) {
-                *o = finish(a);
+            if let [o0, o1, o2, o3] = o {
+                *o0 = finish(&acc[0]);
+                *o1 = finish(&acc[1]);
+                *o2 = finish(&acc[2]);
+                *o3 = finish(&acc[3]);
             }
         }
         let o = o4.into_remainder();
         scalar::matvec_q8(o, q4.remainder(), s4.remainder(), xq, xs);
     }
 
-    /// The exact sums of one group (columns `at..at + 32` of 4 rows of `stride` bytes in
-    /// `w`) with the activation codes `x`.
+    /// The exact sums of one group of 4 rows: rows 0, 1 at `pa`, `pa + stride`, rows 2, 3
+    /// at `pb`, `pb + stride`, against the activation codes `x`; `pa` and `pb` move on by
+    /// the group's 32 bytes.
+    ///
+    /// # Safety
+    /// The 32 bytes at `pa`, `pa + stride`, `pb`, `pb + stride` must be readable.
     #[inline(always)]
-    fn dot4(w: &[i8], at: usize, stride: usize, x: &[i8; QK]) -> [i32; 4] {
-        let (Some(r0), Some(r2)) = (
-            w.get(at..at + QK),
-            w.get(2 * stride + at..2 * stride + at + QK),
-        ) else {
-            return [0; 4];
-        };
-        if w.len() < 3 * stride + at + QK {
-            return [0; 4];
-        }
-        let (mut pa, mut pb, mut px) = (r0.as_ptr(), r2.as_ptr(), x.as_ptr());
+    unsafe fn dot4(
+        pa: &mut *const i8,
+        pb: &mut *const i8,
+        stride: usize,
+        x: &[i8; QK],
+    ) -> [i32; 4] {
+        let px = x.as_ptr();
         let (mut a, mut b, mut c, mut d) = (0i32, 0i32, 0i32, 0i32);
         macro_rules! step {
             () => {
@@ -167,16 +184,15 @@ mod dsp {
                  smlad {c}, {w}, {x1}, {c}\n"
             };
         }
-        // SAFETY: reads the 32 bytes of rows 0..4 at `at` (`pa`/`pb` are rows 0 and 2,
-        // `st` the row stride; all inside `w`, checked above) and the 32 bytes of `x`,
+        // SAFETY: reads the 32 bytes of the 4 rows (the caller's contract) and of `x`,
         // with word loads (any alignment on ARMv7-M); registers only otherwise (ARMv7E-M
         // DSP, `cfg(folio_dsp)` set by build.rs).
         unsafe {
             core::arch::asm!(
                 step!(), step!(), step!(), step!(), step!(), step!(), step!(), step!(),
-                pa = inout(reg) pa,
-                pb = inout(reg) pb,
-                px = inout(reg) px,
+                pa = inout(reg) *pa,
+                pb = inout(reg) *pb,
+                px = inout(reg) px => _,
                 st = in(reg) stride,
                 a = inout(reg) a,
                 b = inout(reg) b,
@@ -189,7 +205,6 @@ mod dsp {
                 options(pure, readonly, nostack),
             );
         }
-        let _ = (pa, pb, px);
         [a, b, c, d]
     }
 }
@@ -248,6 +263,22 @@ mod avx2 {
         halves(quad(dots4(w, x)), [_mm256_setzero_si256(); 4])
     }
 
+    /// Group sums of 4 rows over up to 4 groups (`x.len()`; lanes past them zero).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn part(w: [&[[i8; QK]]; 4], x: &[[i8; QK]]) -> [__m256i; 4] {
+        let mut d = [[_mm256_setzero_si256(); 4]; 4];
+        for (dj, (j, x)) in d.iter_mut().zip(x.iter().enumerate()) {
+            let xv = load_i8x32(x);
+            for (d, w) in dj.iter_mut().zip(w) {
+                if let Some(w) = w.get(j) {
+                    *d = dot(w, xv);
+                }
+            }
+        }
+        halves(quad(d), [_mm256_setzero_si256(); 4])
+    }
+
     /// AVX2 `matvec_q8` (see the module header).
     ///
     /// # Safety
@@ -269,6 +300,7 @@ mod avx2 {
             xs,
             |w, x| full(w, x),
             |w, x| half(w, x),
+            |w, x| part(w, x),
         );
     }
 }
@@ -276,7 +308,7 @@ mod avx2 {
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
     use super::*;
-    use crate::arch::aarch64::{load_i8x16x2, quad, rows4};
+    use crate::arch::aarch64::{load_i8x16x2, rows4_dot};
     use crate::quantize_act::{rows::activations, Shape};
     use crate::QK;
     use core::arch::aarch64::*;
@@ -300,41 +332,6 @@ mod neon {
         }
     }
 
-    /// Group sums of 4 groups of 4 rows (lane `j` = group `j`).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn half(w: [&[[i8; QK]; 4]; 4], x: &[[i8; QK]; 4]) -> [int32x4_t; 4] {
-        let mut d = [[vdupq_n_s32(0); 4]; 4];
-        for j in 0..4 {
-            let xv = load_i8x16x2(&x[j]);
-            for k in 0..4 {
-                d[j][k] = dot(&w[k][j], xv);
-            }
-        }
-        quad(d)
-    }
-
-    /// Group sums of 8 groups of 4 rows (two halves of 4).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn full(w: [&[[i8; QK]; 8]; 4], x: &[[i8; QK]; 8]) -> [[int32x4_t; 2]; 4] {
-        let h: [&[[[i8; QK]; 4]; 2]; 4] = [
-            bytemuck::cast_ref(w[0]),
-            bytemuck::cast_ref(w[1]),
-            bytemuck::cast_ref(w[2]),
-            bytemuck::cast_ref(w[3]),
-        ];
-        let x: &[[[i8; QK]; 4]; 2] = bytemuck::cast_ref(x);
-        let lo = half([&h[0][0], &h[1][0], &h[2][0], &h[3][0]], &x[0]);
-        let hi = half([&h[0][1], &h[1][1], &h[2][1], &h[3][1]], &x[1]);
-        [
-            [lo[0], hi[0]],
-            [lo[1], hi[1]],
-            [lo[2], hi[2]],
-            [lo[3], hi[3]],
-        ]
-    }
-
     /// NEON `matvec_q8` (see the module header).
     #[target_feature(enable = "neon")]
     pub fn matvec_q8(out: &mut [f32], q: &[i8], scales: &[f16], xq: &[i8], xs: &[f32]) {
@@ -343,7 +340,7 @@ mod neon {
         };
         let (xg, xs) = activations(&sh, xq, xs);
         let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
-        rows4(
+        rows4_dot(
             out,
             q,
             sh.row_bytes,
@@ -351,8 +348,7 @@ mod neon {
             sh.row_scales,
             xg,
             xs,
-            |w, x| full(w, x),
-            |w, x| half(w, x),
+            |w, x| dot(w, x),
         );
     }
 }

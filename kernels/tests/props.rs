@@ -254,7 +254,7 @@ const TOL: &[(&str, Tol, Tol)] = &[
 
 /// Ops whose every path computes the same bits as the scalar reference (integer dot
 /// products, one defined float order).
-const EXACT_OPS: &[&str] = &["matvec_q8", "matvec_q4"];
+const EXACT_OPS: &[&str] = &["matvec_q8", "matvec_q4", "gelu_tanh"];
 
 fn tol(op: &str) -> (Tol, Tol) {
     TOL.iter()
@@ -809,6 +809,75 @@ fn gelu_props() {
     });
 }
 
+/// GELU's documented error against the exact tanh GELU (f64) over `[-12, 12]` (2^21
+/// points, and the f32 neighbours of 0): relative where the result is at least 1e-3 in
+/// magnitude, absolute below (for `x < -3` the result is tiny and carries the rounding of
+/// `u` magnified by `2u` in the exponent). Prints both maxima.
+#[test]
+fn gelu_error() {
+    let n = 1 << 21;
+    let mut x: Vec<f32> = (0..n).map(|i| -12.0 + 24.0 * i as f32 / n as f32).collect();
+    x.extend([0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, f32::MIN_POSITIVE]);
+    let mut y = x.clone();
+    folio_kernels::gelu_tanh(&mut y);
+    let (mut rel, mut abs, mut rel1) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in x.iter().zip(&y) {
+        // `0.5 (1 + tanh u) = 1 / (1 + e^(-2u))` in f64: no cancellation for x < 0.
+        let x64 = x as f64;
+        let u = (2.0 / std::f64::consts::PI).sqrt() * (x64 + 0.044715 * x64 * x64 * x64);
+        let want = x64 / (1.0 + (-2.0 * u).exp());
+        let err = (y as f64 - want).abs();
+        if want.abs() >= 1e-3 {
+            rel = rel.max(err / want.abs());
+            if x > -1.0 {
+                rel1 = rel1.max(err / want.abs());
+            }
+        } else {
+            abs = abs.max(err);
+        }
+    }
+    println!(
+        "gelu_tanh: max relative error {rel:.3e} where |gelu| >= 1e-3 ({rel1:.3e} for x > -1), \
+         max absolute error {abs:.3e} below"
+    );
+    assert!(
+        rel <= 2e-6 && abs <= 2e-9,
+        "relative {rel:e}, absolute {abs:e}"
+    );
+}
+
+/// `math::exp` (the scalar twin) gives the bits of `math::exp_f32x8` on every input class.
+#[test]
+fn exp_twins_agree() {
+    use wide::f32x8;
+    let mut rng = Rng::new(20);
+    let mut xs: Vec<f32> = (0..1 << 16).map(|_| rng.unit() * 100.0).collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -87.336_55,
+        -87.34,
+        88.376_26,
+        88.38,
+        1e-30,
+        -1e30,
+    ]);
+    xs.resize(xs.len().next_multiple_of(8), 0.5);
+    for c in xs.chunks_exact(8) {
+        let v = folio_kernels::math::exp_f32x8(f32x8::from(<[f32; 8]>::try_from(c).unwrap()));
+        for (&x, y) in c.iter().zip(v.to_array()) {
+            let s = folio_kernels::math::exp(x);
+            assert!(
+                s.to_bits() == y.to_bits() || (s.is_nan() && y.is_nan()),
+                "exp({x}): scalar {s} vs 8 lanes {y}"
+            );
+        }
+    }
+}
+
 #[test]
 fn softmax_props() {
     for_lengths(
@@ -952,7 +1021,14 @@ fn attention_props() {
             cases.push((hs, n_pos, rng.below(3) * 8));
         }
     }
-    cases.extend([(32, 256, 96), (64, 256, 320), (64, 100, 0)]);
+    cases.extend([
+        (32, 256, 96),
+        (64, 256, 320),
+        (64, 100, 0),
+        (72, 9, 8),
+        (128, 33, 0),
+        (139, 7, 8),
+    ]);
     for (hs, n_pos, extra) in cases {
         let stride = hs + extra;
         let q = vec_f32(&mut rng, hs, Kind::Plain, 1.0);

@@ -192,11 +192,19 @@ pub enum Vector<'a> {
 }
 
 impl Vector<'_> {
-    /// `out[i] += self[i]` (a bias).
+    /// `out[i] += self[i]` (a bias). F16 values are widened 32 at a time by the kernels'
+    /// conversion (exact, vectorised) rather than one by one.
     pub fn add_to(&self, out: &mut [f32]) {
         match *self {
             Self::F32(b) => out.iter_mut().zip(b).for_each(|(o, b)| *o += b),
-            Self::F16(b) => out.iter_mut().zip(b).for_each(|(o, b)| *o += b.to_f32()),
+            Self::F16(b) => {
+                let mut wide = [0.0f32; 32];
+                for (o, b) in out.chunks_mut(32).zip(b.chunks(32)) {
+                    let w = wide.get_mut(..b.len()).unwrap_or(&mut []);
+                    folio_kernels::f16_to_f32(w, b);
+                    o.iter_mut().zip(w.iter()).for_each(|(o, w)| *o += w);
+                }
+            }
         }
     }
 

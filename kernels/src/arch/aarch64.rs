@@ -104,15 +104,23 @@ pub fn quad(d: [[int32x4_t; 4]; 4]) -> [int32x4_t; 4] {
     s
 }
 
-/// Up to 8 f16 widened to f32 in two halves, zero past `s.len()`.
+/// Up to 8 f16 widened to f32 in two halves, zero past `s.len()` (4 at a time packed in
+/// a `u64`: no variable-length copy).
 #[inline]
 #[target_feature(enable = "neon")]
 pub fn load_f16_tail(s: &[f16]) -> [float32x4_t; 2] {
-    let mut p = [f16::ZERO; 8];
-    for (p, v) in p.iter_mut().zip(s) {
-        *p = *v;
-    }
-    load_f16x8(&p)
+    let pack = |s: &[f16]| {
+        s.iter()
+            .take(4)
+            .enumerate()
+            .fold(0u64, |a, (i, h)| a | u64::from(h.to_bits()) << (16 * i))
+    };
+    let (lo, hi) = match s.split_first_chunk::<4>() {
+        Some((lo, hi)) => (pack(lo), pack(hi)),
+        None => (pack(s), 0),
+    };
+    let h = |b: u64| vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(b)));
+    [h(lo), h(hi)]
 }
 
 /// Up to 8 f32 in two halves, zero past `s.len()`.
@@ -182,14 +190,14 @@ pub fn hsum8(acc: [float32x4_t; 2]) -> f32 {
 /// [`hsum8`]. `q` holds the rows' codes (`row_len` elements a row, of which the first
 /// `xg.len()` groups of `B` are used), `scales` their weight scales (`row_scales` a
 /// row), `xg`, `xs` the activations. `full` gives the exact group sums of 4 rows over 8
-/// groups (lane `j` of half `h` = group `4h + j`), `half` over 4 groups (lane `j` =
-/// group `j`). The last block of a row, when shorter than 8 groups, is one `half` on its
-/// first 4 groups and one on the rest copied into zeroed buffers. A last pass of 1 to 3
-/// rows repeats its last row.
+/// groups (lane `j` of half `h` = group `4h + j`), `half` over 4 groups and `part` over
+/// 1 to 3 (lane `j` = group `j`, zero past them). The last block of a row, when shorter
+/// than 8 groups, is `half` on its first 4 groups (if it has 4) and `part` on the rest.
+/// A last pass of 1 to 3 rows repeats its last row.
 #[inline]
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
-pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
+pub fn rows4<T, const B: usize>(
     out: &mut [f32],
     q: &[T],
     row_len: usize,
@@ -199,6 +207,7 @@ pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
     xs: &[f32],
     mut full: impl FnMut([&[[T; B]; 8]; 4], &[[i8; 32]; 8]) -> [[int32x4_t; 2]; 4],
     mut half: impl FnMut([&[[T; B]; 4]; 4], &[[i8; 32]; 4]) -> [int32x4_t; 4],
+    mut part: impl FnMut([&[[T; B]]; 4], &[[i8; 32]]) -> [int32x4_t; 4],
 ) {
     let groups = xg.len();
     let (xb, xt) = xg.as_chunks::<8>();
@@ -207,11 +216,6 @@ pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
         Some((x4, xr)) => (Some(x4), xr),
         None => (None, xt),
     };
-    let mut xpad = [[0i8; 32]; 4];
-    for (p, x) in xpad.iter_mut().zip(xr) {
-        *p = *x;
-    }
-    let mut wpad = [[[T::zeroed(); B]; 4]; 4];
     let xs_tail = load_f32_tail(st);
     let mut pass = |o: &mut [f32], w: [&[T]; 4], d: [&[f16]; 4]| {
         let g = groups;
@@ -255,12 +259,8 @@ pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
                 rest = 4;
             }
             if !xr.is_empty() {
-                for (pad, w) in wpad.iter_mut().zip(tw) {
-                    for (p, v) in pad.iter_mut().zip(w.get(rest..).unwrap_or(&[])) {
-                        *p = *v;
-                    }
-                }
-                let r = half([&wpad[0], &wpad[1], &wpad[2], &wpad[3]], &xpad);
+                let more = |k: usize| tw[k].get(rest..).unwrap_or(&[]);
+                let r = part([more(0), more(1), more(2), more(3)], xr);
                 for k in 0..4 {
                     isum[k][rest / 4] = r[k];
                 }
@@ -288,6 +288,74 @@ pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
             split4(s4.remainder(), row_scales),
         );
     }
+}
+
+/// Group sums of 4 rows over up to 4 groups (`x.len()`; lane `j` = group `j`, zero past
+/// them), `dot` giving one group's 4 partial sums.
+#[inline]
+#[target_feature(enable = "neon")]
+fn sums4<T, const B: usize>(
+    w: [&[[T; B]]; 4],
+    x: &[[i8; 32]],
+    dot: &impl Fn(&[T; B], [int8x16_t; 2]) -> int32x4_t,
+) -> [int32x4_t; 4] {
+    let mut d = [[vdupq_n_s32(0); 4]; 4];
+    for (dj, (j, x)) in d.iter_mut().zip(x.iter().take(4).enumerate()) {
+        let xv = load_i8x16x2(x);
+        for (d, w) in dj.iter_mut().zip(w) {
+            if let Some(w) = w.get(j) {
+                *d = dot(w, xv);
+            }
+        }
+    }
+    quad(d)
+}
+
+/// [`rows4`] for a matvec whose groups reduce by `dot` (one group's 4 partial sums of
+/// codes `[T; B]` against 32 activation codes).
+#[inline]
+#[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
+pub fn rows4_dot<T, const B: usize>(
+    out: &mut [f32],
+    q: &[T],
+    row_len: usize,
+    scales: &[f16],
+    row_scales: usize,
+    xg: &[[i8; 32]],
+    xs: &[f32],
+    dot: impl Fn(&[T; B], [int8x16_t; 2]) -> int32x4_t,
+) {
+    rows4(
+        out,
+        q,
+        row_len,
+        scales,
+        row_scales,
+        xg,
+        xs,
+        |w: [&[[T; B]; 8]; 4], x: &[[i8; 32]; 8]| {
+            // The hot loop: written out (not through `sums4`) so that it inlines.
+            let mut d = [[[vdupq_n_s32(0); 4]; 4]; 2];
+            for (j, x) in x.iter().enumerate() {
+                let xv = load_i8x16x2(x);
+                for k in 0..4 {
+                    d[j / 4][j % 4][k] = dot(&w[k][j], xv);
+                }
+            }
+            let (lo, hi) = (quad(d[0]), quad(d[1]));
+            [
+                [lo[0], hi[0]],
+                [lo[1], hi[1]],
+                [lo[2], hi[2]],
+                [lo[3], hi[3]],
+            ]
+        },
+        |w: [&[[T; B]; 4]; 4], x: &[[i8; 32]; 4]| {
+            sums4([&w[0][..], &w[1][..], &w[2][..], &w[3][..]], x, &dot)
+        },
+        |w, x| sums4(w, x, &dot),
+    );
 }
 
 /// `s` as blocks of 2 x 4 elements (8 columns a step); the tail is left out.

@@ -127,6 +127,14 @@ pub fn load_u8x32(a: &[u8; 32]) -> __m256i {
     unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
 }
 
+/// 16 u8 in the low half of a register, the high half zero.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn load_u8x16(a: &[u8; 16]) -> __m256i {
+    // SAFETY: `a` is 16 readable bytes; `loadu` has no alignment requirement.
+    _mm256_zextsi128_si256(unsafe { _mm_loadu_si128(a.as_ptr().cast()) })
+}
+
 /// Exact sums of 4 groups for 4 rows, half-reduced: `d[j][k]` holds 8 i32 partial
 /// sums of group `j` of row `k`; lanes 0-3 of the result's row `k` are groups 0-3 over
 /// their lanes 0-3, lanes 4-7 the same over lanes 4-7 (`vphaddd` twice). [`halves`]
@@ -204,14 +212,14 @@ fn fold8(acc: __m256, isum: __m256i, scales: __m256, xs: __m256) -> __m256 {
 /// ended by [`hsum`]. `q` holds the rows' codes (`row_len` elements a row, of which the
 /// first `xg.len()` groups of `B` are used), `scales` their weight scales (`row_scales`
 /// a row), `xg`, `xs` the activations. `full` gives the exact group sums of 4 rows over
-/// 8 groups (lane `j` = group `j`), `half` over 4 groups (lanes 4-7 zero). The last
-/// block of a row, when shorter than 8 groups, is one `half` on its first 4 groups and
-/// one on the rest copied into zeroed buffers. A last pass of 1 to 3 rows repeats its
-/// last row.
+/// 8 groups (lane `j` = group `j`), `half` over 4 groups and `part` over 1 to 3 (lanes
+/// past them zero). The last block of a row, when shorter than 8 groups, is `half` on
+/// its first 4 groups (if it has 4) and `part` on the rest. A last pass of 1 to 3 rows
+/// repeats its last row.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
+pub fn rows4<T, const B: usize>(
     out: &mut [f32],
     q: &[T],
     row_len: usize,
@@ -221,6 +229,7 @@ pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
     xs: &[f32],
     mut full: impl FnMut([&[[T; B]; 8]; 4], &[[i8; 32]; 8]) -> [__m256i; 4],
     mut half: impl FnMut([&[[T; B]; 4]; 4], &[[i8; 32]; 4]) -> [__m256i; 4],
+    mut part: impl FnMut([&[[T; B]]; 4], &[[i8; 32]]) -> [__m256i; 4],
 ) {
     let groups = xg.len();
     let (xb, xt) = xg.as_chunks::<8>();
@@ -230,11 +239,6 @@ pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
         Some((x4, xr)) => (Some(x4), xr),
         None => (None, xt),
     };
-    let mut xpad = [[0i8; 32]; 4];
-    for (p, x) in xpad.iter_mut().zip(xr) {
-        *p = *x;
-    }
-    let mut wpad = [[[T::zeroed(); B]; 4]; 4];
     let xs_tail = load_f32_tail(st);
     let mut pass = |o: &mut [f32], w: [&[T]; 4], d: [&[f16]; 4]| {
         let g = groups;
@@ -275,12 +279,8 @@ pub fn rows4<T: bytemuck::Zeroable + Copy, const B: usize>(
                 rest = 4;
             }
             if !xr.is_empty() {
-                for (pad, w) in wpad.iter_mut().zip(tw) {
-                    for (p, v) in pad.iter_mut().zip(w.get(rest..).unwrap_or(&[])) {
-                        *p = *v;
-                    }
-                }
-                let r = half([&wpad[0], &wpad[1], &wpad[2], &wpad[3]], &xpad);
+                let more = |k: usize| tw[k].get(rest..).unwrap_or(&[]);
+                let r = part([more(0), more(1), more(2), more(3)], xr);
                 for k in 0..4 {
                     isum[k] = if rest == 4 {
                         // Groups 4.. of the block: move to lanes 4-7.
