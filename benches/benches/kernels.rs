@@ -71,6 +71,10 @@ fn matvec(c: &mut Criterion) {
         });
         grp.finish();
 
+        // The quantised matvecs take x as int8 groups, quantised once per matmul.
+        let mut xq = vec![0i8; cols];
+        let mut xs = vec![0f32; cols / k::QK];
+        k::quantize_act(&mut xq, &mut xs, &x);
         let mut grp = c.benchmark_group(format!("matvec_q8/{shape}"));
         grp.throughput(Throughput::Bytes((rows * cols) as u64 + scale_bytes));
         grp.bench_function("scalar", |b| {
@@ -79,12 +83,21 @@ fn matvec(c: &mut Criterion) {
                     &mut out,
                     black_box(&q8),
                     black_box(&s8),
-                    black_box(&x),
+                    black_box(&xq),
+                    black_box(&xs),
                 )
             })
         });
         grp.bench_function("simd", |b| {
-            b.iter(|| k::matvec_q8(&mut out, black_box(&q8), black_box(&s8), black_box(&x)))
+            b.iter(|| {
+                k::matvec_q8(
+                    &mut out,
+                    black_box(&q8),
+                    black_box(&s8),
+                    black_box(&xq),
+                    black_box(&xs),
+                )
+            })
         });
         grp.finish();
 
@@ -96,12 +109,21 @@ fn matvec(c: &mut Criterion) {
                     &mut out,
                     black_box(&q4),
                     black_box(&s4),
-                    black_box(&x),
+                    black_box(&xq),
+                    black_box(&xs),
                 )
             })
         });
         grp.bench_function("simd", |b| {
-            b.iter(|| k::matvec_q4(&mut out, black_box(&q4), black_box(&s4), black_box(&x)))
+            b.iter(|| {
+                k::matvec_q4(
+                    &mut out,
+                    black_box(&q4),
+                    black_box(&s4),
+                    black_box(&xq),
+                    black_box(&xs),
+                )
+            })
         });
         grp.finish();
     }
