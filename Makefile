@@ -31,7 +31,8 @@ build: setup-torch
 	$(CARGO) build --release --workspace
 
 ## test: every suite: host (baseline x86-64), x86-64-v3 (AVX2/FMA/F16C), aarch64 under
-## qemu-user (NEON, Cortex-A72), no_std thumb builds, and the firmware under qemu-system-arm.
+## qemu-user (NEON, Cortex-A72; the kernels also with dotprod), no_std thumb builds, and the
+## firmware under qemu-system-arm.
 test: setup lint test-host test-v3 test-aarch64 test-thumb firmware
 	@echo "make test: all suites passed"
 
@@ -55,6 +56,10 @@ test-v3:
 # The CLI tests spawn host binaries, so under qemu-user only the library suites run.
 test-aarch64: setup-cross
 	$(CARGO) test --release --target $(AARCH64) -p folio-kernels --lib --tests
+	# The kernels' `sdot` paths (ARMv8.2 dotprod), on qemu's `max` CPU.
+	RUSTFLAGS="-C target-feature=+dotprod" CARGO_TARGET_DIR=target/aarch64-dotprod \
+	  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" \
+	  $(CARGO) test --release --target $(AARCH64) -p folio-kernels --lib --tests
 	$(CARGO) test --release --target $(AARCH64) -p folio-runtime --lib --test loader --test model \
 	  --test parity --test generate --test no_alloc
 	$(CARGO) test --release --target $(AARCH64) -p folio-tests --lib --test writers

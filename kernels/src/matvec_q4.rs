@@ -83,7 +83,6 @@ pub mod scalar {
 mod avx2 {
     use super::*;
     use crate::arch::x86_64::{load_i8x32, load_u8x16, load_u8x32, rows4};
-    use crate::quantize_act::{rows::activations, Shape};
     use crate::QK;
     use core::arch::x86_64::*;
 
@@ -214,18 +213,11 @@ mod avx2 {
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn matvec_q4(out: &mut [f32], q: &[u8], scales: &[f16], xq: &[i8], xs: &[f32]) {
-        let Some(sh) = Shape::new(out, q.len(), scales.len(), xq.len(), xs.len(), 2) else {
-            return;
-        };
-        let (xg, xs) = activations(&sh, xq, xs);
-        let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
         rows4(
             out,
             q,
-            sh.row_bytes,
             scales,
-            sh.row_scales,
-            xg,
+            xq,
             xs,
             |w, x| full(w, x),
             |w, x| half(w, x),
@@ -238,7 +230,6 @@ mod avx2 {
 mod neon {
     use super::*;
     use crate::arch::aarch64::{load_u8x16, rows4_dot};
-    use crate::quantize_act::{rows::activations, Shape};
     use crate::QK;
     use core::arch::aarch64::*;
 
@@ -268,20 +259,6 @@ mod neon {
     /// NEON `matvec_q4` (see the module header).
     #[target_feature(enable = "neon")]
     pub fn matvec_q4(out: &mut [f32], q: &[u8], scales: &[f16], xq: &[i8], xs: &[f32]) {
-        let Some(sh) = Shape::new(out, q.len(), scales.len(), xq.len(), xs.len(), 2) else {
-            return;
-        };
-        let (xg, xs) = activations(&sh, xq, xs);
-        let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
-        rows4_dot(
-            out,
-            q,
-            sh.row_bytes,
-            scales,
-            sh.row_scales,
-            xg,
-            xs,
-            |w, x| dot(w, x),
-        );
+        rows4_dot(out, q, scales, xq, xs, |w, x| dot(w, x));
     }
 }

@@ -8,7 +8,8 @@
 //! `sdot` (inline `asm!`: `vdotq_s32` is unstable) where `dotprod` is enabled at compile
 //! time; [`quad`] reduces group sums exactly and [`rows4`] drives
 //! their row value (the order is defined in [`crate::quantize_act`]).
-use crate::quantize_act::rows::{first, groups8, split4, used};
+use crate::quantize_act::rows::{activations, first, groups8, split4, used};
+use crate::quantize_act::Shape;
 use core::arch::aarch64::*;
 use half::f16;
 
@@ -187,9 +188,9 @@ pub fn hsum8(acc: [float32x4_t; 2]) -> f32 {
 /// The integer-dot matvecs' driver, as `arch::x86_64::rows4`: rows in fours, each over
 /// blocks of 8 groups; the row value follows the order of [`crate::quantize_act`], two
 /// 4-lane accumulators a row (groups `j` and `j + 4` of each block in lane `j`) ended by
-/// [`hsum8`]. `q` holds the rows' codes (`row_len` elements a row, of which the first
-/// `xg.len()` groups of `B` are used), `scales` their weight scales (`row_scales` a
-/// row), `xg`, `xs` the activations. `full` gives the exact group sums of 4 rows over 8
+/// [`hsum8`]. `q` holds the rows' codes (groups of `B` elements), `scales` their weight
+/// scales, `xq`, `xs` the activations, with the shapes of [`crate::quantize_act`].
+/// `full` gives the exact group sums of 4 rows over 8
 /// groups (lane `j` of half `h` = group `4h + j`), `half` over 4 groups and `part` over
 /// 1 to 3 (lane `j` = group `j`, zero past them). The last block of a row, when shorter
 /// than 8 groups, is `half` on its first 4 groups (if it has 4) and `part` on the rest.
@@ -197,18 +198,23 @@ pub fn hsum8(acc: [float32x4_t; 2]) -> f32 {
 #[inline]
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
-pub fn rows4<T, const B: usize>(
+fn rows4<T, const B: usize>(
     out: &mut [f32],
     q: &[T],
-    row_len: usize,
     scales: &[f16],
-    row_scales: usize,
-    xg: &[[i8; 32]],
+    xq: &[i8],
     xs: &[f32],
     mut full: impl FnMut([&[[T; B]; 8]; 4], &[[i8; 32]; 8]) -> [[int32x4_t; 2]; 4],
     mut half: impl FnMut([&[[T; B]; 4]; 4], &[[i8; 32]; 4]) -> [int32x4_t; 4],
     mut part: impl FnMut([&[[T; B]]; 4], &[[i8; 32]]) -> [int32x4_t; 4],
 ) {
+    // Codes a group (32 columns) per stored element of `q`: B of them.
+    let Some(sh) = Shape::new(out, q.len(), scales.len(), xq.len(), xs.len(), 32 / B) else {
+        return;
+    };
+    let (xg, xs) = activations(&sh, xq, xs);
+    let (row_len, row_scales) = (sh.row_bytes, sh.row_scales);
+    let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
     let groups = xg.len();
     let (xb, xt) = xg.as_chunks::<8>();
     let (sb, st) = xs.as_chunks::<8>();
@@ -311,7 +317,7 @@ fn sums4<T, const B: usize>(
     quad(d)
 }
 
-/// [`rows4`] for a matvec whose groups reduce by `dot` (one group's 4 partial sums of
+/// The integer-dot matvec `out = q . x` (see `rows4`) for groups that reduce by `dot` (one group's 4 partial sums of
 /// codes `[T; B]` against 32 activation codes).
 #[inline]
 #[target_feature(enable = "neon")]
@@ -319,20 +325,16 @@ fn sums4<T, const B: usize>(
 pub fn rows4_dot<T, const B: usize>(
     out: &mut [f32],
     q: &[T],
-    row_len: usize,
     scales: &[f16],
-    row_scales: usize,
-    xg: &[[i8; 32]],
+    xq: &[i8],
     xs: &[f32],
     dot: impl Fn(&[T; B], [int8x16_t; 2]) -> int32x4_t,
 ) {
     rows4(
         out,
         q,
-        row_len,
         scales,
-        row_scales,
-        xg,
+        xq,
         xs,
         |w: [&[[T; B]; 8]; 4], x: &[[i8; 32]; 8]| {
             // The hot loop: written out (not through `sums4`) so that it inlines.

@@ -12,7 +12,8 @@
 //!
 //! The helpers are safe `#[target_feature]` functions: callable without `unsafe` from
 //! the AVX2 kernels (which enable the same features) and inlined into them.
-use crate::quantize_act::rows::{first, groups8, split4, used};
+use crate::quantize_act::rows::{activations, first, groups8, split4, used};
+use crate::quantize_act::Shape;
 use core::arch::x86_64::*;
 use half::f16;
 
@@ -209,9 +210,9 @@ fn fold8(acc: __m256, isum: __m256i, scales: __m256, xs: __m256) -> __m256 {
 
 /// The integer-dot matvecs' driver: rows in fours, each over blocks of 8 groups; the row
 /// value follows the order of [`crate::quantize_act`], one 8-lane accumulator a row
-/// ended by [`hsum`]. `q` holds the rows' codes (`row_len` elements a row, of which the
-/// first `xg.len()` groups of `B` are used), `scales` their weight scales (`row_scales`
-/// a row), `xg`, `xs` the activations. `full` gives the exact group sums of 4 rows over
+/// ended by [`hsum`]. `q` holds the rows' codes (groups of `B` elements), `scales` their
+/// weight scales, `xq`, `xs` the activations, with the shapes of
+/// [`crate::quantize_act`]. `full` gives the exact group sums of 4 rows over
 /// 8 groups (lane `j` = group `j`), `half` over 4 groups and `part` over 1 to 3 (lanes
 /// past them zero). The last block of a row, when shorter than 8 groups, is `half` on
 /// its first 4 groups (if it has 4) and `part` on the rest. A last pass of 1 to 3 rows
@@ -222,15 +223,20 @@ fn fold8(acc: __m256, isum: __m256i, scales: __m256, xs: __m256) -> __m256 {
 pub fn rows4<T, const B: usize>(
     out: &mut [f32],
     q: &[T],
-    row_len: usize,
     scales: &[f16],
-    row_scales: usize,
-    xg: &[[i8; 32]],
+    xq: &[i8],
     xs: &[f32],
     mut full: impl FnMut([&[[T; B]; 8]; 4], &[[i8; 32]; 8]) -> [__m256i; 4],
     mut half: impl FnMut([&[[T; B]; 4]; 4], &[[i8; 32]; 4]) -> [__m256i; 4],
     mut part: impl FnMut([&[[T; B]]; 4], &[[i8; 32]]) -> [__m256i; 4],
 ) {
+    // Codes a group (32 columns) per stored element of `q`: B of them.
+    let Some(sh) = Shape::new(out, q.len(), scales.len(), xq.len(), xs.len(), 32 / B) else {
+        return;
+    };
+    let (xg, xs) = activations(&sh, xq, xs);
+    let (row_len, row_scales) = (sh.row_bytes, sh.row_scales);
+    let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
     let groups = xg.len();
     let (xb, xt) = xg.as_chunks::<8>();
     let (sb, st) = xs.as_chunks::<8>();
