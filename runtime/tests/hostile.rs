@@ -11,10 +11,10 @@
 //! KB of disk.
 #![cfg(unix)]
 
+use folio_tests::process::{output, wait};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 /// Shape of a fixture model: vocabulary `\n a b c d`, F32 tensors.
 #[derive(Clone, Copy)]
@@ -151,35 +151,10 @@ fn folio() -> Command {
     Command::new(env!("CARGO_BIN_EXE_folio"))
 }
 
-/// Wait for `child` at most `secs` seconds (killing it and failing the test on a hang).
-fn wait(mut child: Child, secs: u64, what: &str) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// Run `cmd` with captured output and a 60 s deadline.
-fn output(mut cmd: Command, what: &str) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait(child, 60, what)
-}
-
 fn run(args: &[&str]) -> Output {
     let mut cmd = folio();
     cmd.args(args);
-    output(cmd, &args.join(" "))
+    output(cmd, 60, &args.join(" "))
 }
 
 /// Run through `sh -c SCRIPT folio ARGS...` (`"$0" "$@"` is the folio command), for
@@ -190,7 +165,7 @@ fn run_sh(script: &str, args: &[&str]) -> Output {
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_folio"))
         .args(args);
-    output(cmd, script)
+    output(cmd, 60, script)
 }
 
 /// A failure with status `code` and exactly one stderr line, `folio: error: ...` holding
