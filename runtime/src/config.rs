@@ -30,17 +30,20 @@ pub struct Config {
     pub tied_embeddings: bool,
 }
 
-/// Element counts of one session's buffers (see [`crate::Session`]).
+/// Element counts of one session's buffers (see [`crate::Session`]) for prompt chunks of
+/// `chunk` tokens: the per-token activations are `chunk` deep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SessionLayout {
-    /// f32 elements: `x, xn, y, tmp (C each) + qkv (3C) + hb (4C) + scores (T) + logits (V)
-    /// + probs (V) + xs (4C / 32)`.
+    /// Tokens a forward step takes at once (1 = one token at a time).
+    pub chunk: usize,
+    /// f32 elements: `chunk * (x, xn, y, tmp (C each) + qkv (3C) + hb (4C) + xs (4C / 32))
+    /// + scores (T) + logits (V) + probs (V)`.
     pub n_f32: usize,
     /// u32 elements: `idx (V) + history (T)`.
     pub n_u32: usize,
     /// f16 elements: KV cache `(n_layer, 2, T, C)`.
     pub n_f16: usize,
-    /// i8 elements: `xq (4C)`, the int8 activations of the widest quantised matvec.
+    /// i8 elements: `chunk * xq (4C)`, the int8 activations of the widest quantised matvec.
     pub n_i8: usize,
     /// Total bytes including 3 bytes of alignment slack.
     pub bytes: usize,
@@ -134,7 +137,7 @@ impl Config {
             return too_large(MetaKey::VocabSize, MAX_VOCAB);
         }
         // 4C and 3C rows, and the session sizes, must not overflow.
-        if self.n_embd.checked_mul(4).is_none() || self.layout().is_none() {
+        if self.n_embd.checked_mul(4).is_none() || self.layout(1).is_none() {
             return too_large(MetaKey::NEmbd, u32::MAX as usize);
         }
         Ok(())
@@ -146,14 +149,15 @@ impl Config {
     }
 
     /// Buffer sizes of a session; `None` on overflow.
-    pub(crate) fn layout(&self) -> Option<SessionLayout> {
+    pub(crate) fn layout(&self, chunk: usize) -> Option<SessionLayout> {
         let (c, t, v) = (self.n_embd, self.block_size, self.vocab_size);
-        let n_i8 = c.checked_mul(4)?;
+        let n_i8 = c.checked_mul(4)?.checked_mul(chunk)?;
         let n_f32 = c
             .checked_mul(11)?
+            .checked_mul(chunk)?
+            .checked_add(n_i8 / folio_kernels::QK)?
             .checked_add(t)?
-            .checked_add(v.checked_mul(2)?)?
-            .checked_add(n_i8 / folio_kernels::QK)?;
+            .checked_add(v.checked_mul(2)?)?;
         let n_u32 = v.checked_add(t)?;
         let n_f16 = self
             .n_layer
@@ -167,6 +171,7 @@ impl Config {
             .checked_add(n_i8)?
             .checked_add(ALIGN_SLACK)?;
         Some(SessionLayout {
+            chunk,
             n_f32,
             n_u32,
             n_f16,
@@ -410,12 +415,15 @@ mod tests {
 
     #[test]
     fn session_layout_counts_every_buffer() {
-        let l = parse_with(&[]).unwrap().layout().unwrap();
-        // f32: 11C + T + 2V + 4C / 32; u32: V + T; f16: L * 2 * T * C; i8: 4C.
-        assert_eq!(l.n_f32, 11 * 128 + 64 + 2 * 65 + 4 * 128 / 32);
-        assert_eq!(l.n_u32, 65 + 64);
-        assert_eq!(l.n_f16, 4 * 2 * 64 * 128);
-        assert_eq!(l.n_i8, 4 * 128);
-        assert_eq!(l.bytes, 3 + 4 * (l.n_f32 + l.n_u32) + 2 * l.n_f16 + l.n_i8);
+        let cfg = parse_with(&[]).unwrap();
+        for p in [1, 3] {
+            let l = cfg.layout(p).unwrap();
+            // f32: P(11C + 4C / 32) + T + 2V; u32: V + T; f16: L * 2 * T * C; i8: 4CP.
+            assert_eq!(l.n_f32, p * (11 * 128 + 4 * 128 / 32) + 64 + 2 * 65);
+            assert_eq!(l.n_u32, 65 + 64);
+            assert_eq!(l.n_f16, 4 * 2 * 64 * 128);
+            assert_eq!(l.n_i8, p * 4 * 128);
+            assert_eq!(l.bytes, 3 + 4 * (l.n_f32 + l.n_u32) + 2 * l.n_f16 + l.n_i8);
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! context; each [`Generator::next`] first feeds the previously returned token (so no
 //! forward pass is spent on a token nobody asks to continue), then samples.
 //!
+//! Windows of several tokens go through [`Session::prefill`]'s chunks.
+//!
 //! - [`ContextMode::Shift`] (default): tokens go through the KV cache one at a time; when
 //!   the window (`block_size`) is full, the most recent `block_size / 2` tokens are
 //!   re-encoded at positions `0..` and decoding continues after them.
@@ -87,9 +89,7 @@ impl<'s, 'a> Generator<'s, 'a> {
             *slot = t;
         }
         if self.mode == ContextMode::Shift {
-            for (p, &t) in window.iter().enumerate() {
-                self.session.forward(t, p)?;
-            }
+            self.session.prefill_history(w)?;
             self.ready = true;
         }
         self.len = w;
@@ -107,10 +107,7 @@ impl<'s, 'a> Generator<'s, 'a> {
         }
         if !self.ready {
             // Exact mode: the whole window from position 0.
-            for p in 0..self.len {
-                let t = self.session.history.get(p).copied().unwrap_or(0);
-                self.session.forward(t, p)?;
-            }
+            self.session.prefill_history(self.len)?;
             self.ready = true;
         }
         let t = self.session.sample(&mut self.sampler)?;
@@ -125,10 +122,7 @@ impl<'s, 'a> Generator<'s, 'a> {
                 if self.len >= t {
                     let keep = t / 2;
                     shift_left(self.session.history, t - keep, keep);
-                    for p in 0..keep {
-                        let tok = self.session.history.get(p).copied().unwrap_or(0);
-                        self.session.forward(tok, p)?;
-                    }
+                    self.session.prefill_history(keep)?;
                     self.len = keep;
                 }
                 self.session.forward(token, self.len)?;

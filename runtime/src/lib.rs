@@ -87,7 +87,7 @@ pub use config::{Config, MAX_LAYERS, MAX_VOCAB};
 pub use error::{Error, SamplerParam, TensorProblem};
 pub use generate::{ContextMode, Generator};
 pub use header::{unescape, Header, TensorInfo, MAX_TENSORS};
-pub use model::{Model, Session};
+pub use model::{Model, Session, MAX_CHUNK};
 pub use names::{Dtype, MetaKey, TensorId, TensorKind};
 pub use sampler::{Rng, Sampler, SamplerConfig};
 pub use tokenizer::Tokenizer;

@@ -45,7 +45,7 @@ impl<'a> Model<'a> {
             .metadata(vocab.as_str())
             .ok_or(Error::MissingMetadata { key: vocab })?;
         let tokenizer = Tokenizer::parse(raw, config.vocab_size)?;
-        let layout = config.layout().ok_or(Error::ConfigTooLarge {
+        let layout = config.layout(1).ok_or(Error::ConfigTooLarge {
             key: MetaKey::NEmbd,
             max: u32::MAX,
         })?;
@@ -116,14 +116,27 @@ impl<'a> Model<'a> {
         self.layout.bytes
     }
 
+    /// Size of a session whose prompt chunks hold `chunk` tokens (at most
+    /// [`MAX_CHUNK`]; 1 gives [`Model::session_bytes`]); `None` on overflow.
+    pub fn session_bytes_for(&self, chunk: usize) -> Option<usize> {
+        Some(self.config.layout(chunk.clamp(1, MAX_CHUNK))?.bytes)
+    }
+
     /// Start a session in caller memory (at least [`Model::session_bytes`] bytes, any
-    /// alignment). The KV cache is zeroed.
+    /// alignment). The KV cache is zeroed. Prompts go through the matrices in chunks of
+    /// as many tokens as the memory holds, up to [`MAX_CHUNK`]
+    /// ([`Model::session_bytes_for`]).
     pub fn session<'s>(&'s self, mem: &'s mut [u8]) -> Result<Session<'s, 'a>, Error> {
-        let (l, got) = (self.layout, mem.len());
+        let got = mem.len();
         let too_small = Error::SessionTooSmall {
-            needed: l.bytes,
+            needed: self.layout.bytes,
             got,
         };
+        let chunk = (2..=MAX_CHUNK)
+            .rev()
+            .find(|&p| self.session_bytes_for(p).is_some_and(|b| b <= got))
+            .unwrap_or(1);
+        let l = self.config.layout(chunk).ok_or(too_small)?;
         let off = mem.as_ptr().align_offset(core::mem::align_of::<f32>());
         if got < l.bytes || off > ALIGN_SLACK {
             return Err(if off > ALIGN_SLACK {
@@ -145,14 +158,16 @@ impl<'a> Model<'a> {
         let xq: &mut [i8] = bytemuck::try_cast_slice_mut(ib).map_err(cast)?;
         let cfg = &self.config;
         let (c, t, v) = (cfg.n_embd, cfg.block_size, cfg.vocab_size);
+        let pc = chunk * c;
         Ok(Session {
             model: self,
-            x: take(&mut f, c)?,
-            xn: take(&mut f, c)?,
-            qkv: take(&mut f, 3 * c)?,
-            y: take(&mut f, c)?,
-            tmp: take(&mut f, c)?,
-            hb: take(&mut f, 4 * c)?,
+            chunk,
+            x: take(&mut f, pc)?,
+            xn: take(&mut f, pc)?,
+            qkv: take(&mut f, 3 * pc)?,
+            y: take(&mut f, pc)?,
+            tmp: take(&mut f, pc)?,
+            hb: take(&mut f, 4 * pc)?,
             scores: take(&mut f, t)?,
             logits: take(&mut f, v)?,
             probs: take(&mut f, v)?,
@@ -177,23 +192,29 @@ fn take<'s, T>(buf: &mut &'s mut [T], n: usize) -> Result<&'s mut [T], Error> {
     Ok(head)
 }
 
-/// One decoding stream: the KV cache and every activation buffer, in caller memory.
+/// Most tokens a session takes through the matrices at once.
+pub const MAX_CHUNK: usize = 32;
+
+/// One decoding stream: the KV cache and every activation buffer, in caller memory. The
+/// activations are `P = chunk` tokens deep.
 #[derive(Debug)]
 pub struct Session<'s, 'a> {
     model: &'s Model<'a>,
+    /// Tokens a step takes at once.
+    chunk: usize,
     /// (n_layer, 2, T, C) f16
     kv: KvCache<'s>,
-    /// (C) residual stream
+    /// (P, C) residual stream
     x: &'s mut [f32],
-    /// (C) LayerNorm output
+    /// (P, C) LayerNorm output
     xn: &'s mut [f32],
-    /// (3C) q | k | v
+    /// (P, 3C) q | k | v
     qkv: &'s mut [f32],
-    /// (C) attention output, heads side by side
+    /// (P, C) attention output, heads side by side
     y: &'s mut [f32],
-    /// (C) projection output before the residual add
+    /// (P, C) projection output before the residual add
     tmp: &'s mut [f32],
-    /// (4C) MLP hidden
+    /// (P, 4C) MLP hidden
     hb: &'s mut [f32],
     /// (T) one head's attention weights
     scores: &'s mut [f32],
@@ -205,7 +226,7 @@ pub struct Session<'s, 'a> {
     idx: &'s mut [u32],
     /// (T) the token at each cached position (kept by [`crate::Generator`])
     pub(crate) history: &'s mut [u32],
-    /// (4C) i8 + (4C / 32) f32: the quantised matvecs' int8 activations
+    /// (P, 4C) i8 + (P, 4C / 32) f32: the quantised matvecs' int8 activations
     act: ActScratch<'s>,
 }
 
@@ -218,60 +239,129 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Run `token` at position `pos` (writing its K/V at `pos`; positions `0..pos` must
     /// hold the earlier tokens) and return the logits `(V)` for the next token.
     pub fn forward(&mut self, token: u32, pos: usize) -> Result<&[f32], Error> {
-        let m = self.model;
-        let cfg = &m.config;
-        let (c, hs) = (cfg.n_embd, cfg.head_size());
-        if token as usize >= cfg.vocab_size {
+        self.prefill(&[token], pos)
+    }
+
+    /// Run `tokens` at positions `pos..` (writing their K/V; positions `0..pos` must hold
+    /// the earlier tokens) and return the logits `(V)` after the last. Each matrix takes
+    /// the session's chunk of tokens at once, reading its weights once a chunk; the
+    /// result has the bits of [`Session::forward`] token by token.
+    pub fn prefill(&mut self, tokens: &[u32], pos: usize) -> Result<&[f32], Error> {
+        let cfg = self.model.config;
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
             return Err(Error::TokenOutOfRange {
                 token,
                 vocab_size: cfg.vocab_size as u32,
             });
         }
-        if pos >= cfg.block_size {
+        let last = pos.saturating_add(tokens.len() - 1);
+        if last >= cfg.block_size {
             return Err(Error::PositionOutOfRange {
-                pos,
+                pos: last,
                 block_size: cfg.block_size,
             });
         }
+        for (k, part) in tokens.chunks(self.chunk).enumerate() {
+            self.step(part, pos + k * self.chunk)?;
+        }
+        self.finish(tokens.len())
+    }
+
+    /// [`Session::prefill`] of `history[..n]` at position 0 (re-encoding a window);
+    /// nothing for `n = 0`.
+    pub(crate) fn prefill_history(&mut self, n: usize) -> Result<(), Error> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mut ids = [0u32; MAX_CHUNK];
+        let mut p = 0;
+        while p < n {
+            let m = self.chunk.min(n - p);
+            let part = self.history.get(p..p + m).unwrap_or(&[]);
+            let ids = ids.get_mut(..part.len()).unwrap_or(&mut []);
+            ids.copy_from_slice(part);
+            self.step(ids, p)?;
+            p += m;
+        }
+        self.finish(n).map(|_| ())
+    }
+
+    /// One chunk (`tokens.len() <= chunk`, in range) at positions `pos..`: the K/V of
+    /// every layer and the final residual stream of each token.
+    fn step(&mut self, tokens: &[u32], pos: usize) -> Result<(), Error> {
+        let m = self.model;
+        let cfg = &m.config;
+        let (c, hs, n) = (cfg.n_embd, cfg.head_size(), tokens.len());
+        let too_small = Error::BufferTooSmall { needed: n * 4 * c };
         let w = &m.weights;
         let eps = cfg.layer_norm_eps;
-        // x (C) = wte[token] + wpe[pos]
-        w.wte.row(token as usize, self.x);
-        w.wpe.row(pos, self.tmp);
-        add(self.x, self.tmp);
-        for (l, layer) in w.layers.iter().enumerate() {
-            layer.ln_1.apply(self.xn, self.x, eps);
-            // qkv (3C) = c_attn · xn + b
-            layer.attn.matvec(self.qkv, self.xn, &mut self.act)?;
-            layer.attn_bias.add_to(self.qkv);
-            let (Some(q), Some(k), Some(v)) = (
-                self.qkv.get(..c),
-                self.qkv.get(c..2 * c),
-                self.qkv.get(2 * c..3 * c),
-            ) else {
-                return Err(Error::BufferTooSmall { needed: 3 * c });
-            };
-            self.kv.store(l, pos, k, v);
-            let (kc, vc) = self.kv.layer(l); // (T, C) each
-            for ((yh, qh), h) in self.y.chunks_exact_mut(hs).zip(q.chunks_exact(hs)).zip(0..) {
-                let off = h * hs;
-                let (kh, vh) = (kc.get(off..).unwrap_or(&[]), vc.get(off..).unwrap_or(&[]));
-                folio_kernels::attention_f16(yh, qh, kh, vh, c, pos + 1, self.scores);
-            }
-            layer.attn_proj.matvec(self.tmp, self.y, &mut self.act)?;
-            layer.attn_proj_bias.add_to(self.tmp);
-            add(self.x, self.tmp);
-            layer.ln_2.apply(self.xn, self.x, eps);
-            // hb (4C) = gelu(c_fc · xn + b)
-            layer.fc.matvec(self.hb, self.xn, &mut self.act)?;
-            layer.fc_bias.add_to(self.hb);
-            folio_kernels::gelu_tanh(self.hb);
-            layer.mlp_proj.matvec(self.tmp, self.hb, &mut self.act)?;
-            layer.mlp_proj_bias.add_to(self.tmp);
-            add(self.x, self.tmp);
+        let x = self.x.get_mut(..n * c).ok_or(too_small)?;
+        let xn = self.xn.get_mut(..n * c).ok_or(too_small)?;
+        let qkv = self.qkv.get_mut(..n * 3 * c).ok_or(too_small)?;
+        let y = self.y.get_mut(..n * c).ok_or(too_small)?;
+        let tmp = self.tmp.get_mut(..n * c).ok_or(too_small)?;
+        let hb = self.hb.get_mut(..n * 4 * c).ok_or(too_small)?;
+        // x (n, C) = wte[token] + wpe[pos]
+        for (i, (&t, (x, e))) in tokens.iter().zip(rows(x, c).zip(rows(tmp, c))).enumerate() {
+            w.wte.row(t as usize, x);
+            w.wpe.row(pos + i, e);
+            add(x, e);
         }
-        w.ln_f.apply(self.xn, self.x, eps);
-        w.head().matvec(self.logits, self.xn, &mut self.act)?;
+        for (l, layer) in w.layers.iter().enumerate() {
+            rows(xn, c)
+                .zip(rows(x, c))
+                .for_each(|(o, x)| layer.ln_1.apply(o, x, eps));
+            // qkv (n, 3C) = c_attn · xn + b
+            layer.attn.matmul(qkv, xn, c, &mut self.act)?;
+            for (i, r) in rows(qkv, 3 * c).enumerate() {
+                layer.attn_bias.add_to(r);
+                let kv = r.get(c..).unwrap_or(&[]);
+                let (k, v) = kv.split_at(kv.len() / 2);
+                self.kv.store(l, pos + i, k, v);
+            }
+            let (kc, vc) = self.kv.layer(l); // (T, C) each
+            for (i, (y, r)) in rows(y, c).zip(rows(qkv, 3 * c)).enumerate() {
+                let q = r.get(..c).unwrap_or(&[]);
+                for ((yh, qh), off) in y
+                    .chunks_exact_mut(hs)
+                    .zip(q.chunks_exact(hs))
+                    .zip((0..).step_by(hs))
+                {
+                    let (kh, vh) = (kc.get(off..).unwrap_or(&[]), vc.get(off..).unwrap_or(&[]));
+                    folio_kernels::attention_f16(yh, qh, kh, vh, c, pos + i + 1, self.scores);
+                }
+            }
+            layer.attn_proj.matmul(tmp, y, c, &mut self.act)?;
+            rows(tmp, c).for_each(|r| layer.attn_proj_bias.add_to(r));
+            add(x, tmp);
+            rows(xn, c)
+                .zip(rows(x, c))
+                .for_each(|(o, x)| layer.ln_2.apply(o, x, eps));
+            // hb (n, 4C) = gelu(c_fc · xn + b)
+            layer.fc.matmul(hb, xn, c, &mut self.act)?;
+            for r in rows(hb, 4 * c) {
+                layer.fc_bias.add_to(r);
+                folio_kernels::gelu_tanh(r);
+            }
+            layer.mlp_proj.matmul(tmp, hb, 4 * c, &mut self.act)?;
+            rows(tmp, c).for_each(|r| layer.mlp_proj_bias.add_to(r));
+            add(x, tmp);
+        }
+        Ok(())
+    }
+
+    /// The logits `(V)` of the last token of a run of `n` tokens (whose last chunk is
+    /// still in `x`): `head · ln_f(x)`.
+    fn finish(&mut self, n: usize) -> Result<&[f32], Error> {
+        let (c, w) = (self.model.config.n_embd, &self.model.weights);
+        let i = n.saturating_sub(1) % self.chunk;
+        let x = self.x.get(i * c..(i + 1) * c).ok_or(Error::EmptyPrompt)?;
+        let xn = self.xn.get_mut(..c).ok_or(Error::EmptyPrompt)?;
+        w.ln_f.apply(xn, x, self.model.config.layer_norm_eps);
+        w.head().matvec(self.logits, xn, &mut self.act)?;
         Ok(self.logits)
     }
 
@@ -289,6 +379,11 @@ impl<'s, 'a> Session<'s, 'a> {
     pub fn kv_bytes(&self) -> usize {
         self.kv.bytes()
     }
+}
+
+/// `buf` as rows of `width` (`width` 0: none).
+fn rows(buf: &mut [f32], width: usize) -> core::slice::ChunksExactMut<'_, f32> {
+    buf.chunks_exact_mut(width.max(1))
 }
 
 /// `x += y`.

@@ -126,6 +126,52 @@ impl Matrix<'_> {
         Ok(())
     }
 
+    /// `out (n, rows) = x (n, cols) · selfᵀ`, the [`Matrix::matvec`] of each of the `n`
+    /// rows of `x` in one pass over the weights: tiles of rows (a multiple of 4, about
+    /// [`TILE_BYTES`] of weights) go through every token before the next tile, so a prompt
+    /// chunk reads the weights from memory once. Every value has `matvec`'s bits.
+    pub fn matmul(
+        &self,
+        out: &mut [f32],
+        x: &[f32],
+        cols: usize,
+        act: &mut ActScratch<'_>,
+    ) -> Result<(), Error> {
+        let n = x.len() / cols.max(1);
+        if n <= 1 {
+            return self.matvec(out, x, act);
+        }
+        let rows = out.len() / n;
+        let one = |i: usize| i..i + 1;
+        match *self {
+            Self::F32(w) => tiles(out, rows, cols * 4, |o, r, i| {
+                folio_kernels::matvec_f32(o, part(w, cols, r), part(x, cols, one(i)))
+            }),
+            Self::F16(w) => tiles(out, rows, cols * 2, |o, r, i| {
+                folio_kernels::matvec_f16(o, part(w, cols, r), part(x, cols, one(i)))
+            }),
+            Self::Q8_0 { q, scales } => {
+                let (xq, xs) = act.quantize_rows(x, cols)?;
+                let g = cols / QK;
+                tiles(out, rows, cols, |o, r, i| {
+                    let (q, d) = (part(q, cols, r.clone()), part(scales, g, r));
+                    let x = (part(xq, cols, one(i)), part(xs, g, one(i)));
+                    folio_kernels::matvec_q8(o, q, d, x.0, x.1)
+                })
+            }
+            Self::Q4_0 { q, scales } => {
+                let (xq, xs) = act.quantize_rows(x, cols)?;
+                let g = cols / QK;
+                tiles(out, rows, cols / 2, |o, r, i| {
+                    let (q, d) = (part(q, cols / 2, r.clone()), part(scales, g, r));
+                    let x = (part(xq, cols, one(i)), part(xs, g, one(i)));
+                    folio_kernels::matvec_q4(o, q, d, x.0, x.1)
+                })
+            }
+        }
+        Ok(())
+    }
+
     /// `out (cols) = self[r, ..]` widened/dequantised to f32 (out of range: zeros).
     pub fn row(&self, r: usize, out: &mut [f32]) {
         let cols = out.len();
@@ -156,6 +202,34 @@ impl Matrix<'_> {
     }
 }
 
+/// Weight bytes a [`Matrix::matmul`] tile aims at: a quarter of a 32 KiB L1 data cache.
+pub const TILE_BYTES: usize = 8 << 10;
+
+/// Call `f(out_i[rows r], r, i)` for each tile of rows `r` and, within it, each token `i`
+/// of `out (n, rows)`; `row_bytes` sizes the tiles (a multiple of 4 rows, the kernels'
+/// row grouping, so each row is computed as in one whole matvec).
+fn tiles(
+    out: &mut [f32],
+    rows: usize,
+    row_bytes: usize,
+    mut f: impl FnMut(&mut [f32], core::ops::Range<usize>, usize),
+) {
+    let tile = (TILE_BYTES / row_bytes.max(1) / 4).max(1) * 4;
+    let mut r0 = 0;
+    while r0 < rows {
+        let r = r0..rows.min(r0 + tile);
+        for (i, o) in out.chunks_exact_mut(rows).enumerate() {
+            f(o.get_mut(r.clone()).unwrap_or(&mut []), r.clone(), i);
+        }
+        r0 = r.end;
+    }
+}
+
+/// Rows `r` of `s` viewed as rows of `width` elements (empty when out of range).
+fn part<T>(s: &[T], width: usize, r: core::ops::Range<usize>) -> &[T] {
+    s.get(r.start * width..r.end * width).unwrap_or(&[])
+}
+
 /// Caller memory for the int8 activations of the q8_0 and q4_0 matvecs.
 #[derive(Debug)]
 pub struct ActScratch<'s> {
@@ -168,16 +242,26 @@ pub struct ActScratch<'s> {
 impl ActScratch<'_> {
     /// `x` quantised into the first `x.len()` codes and `x.len() / 32` scales.
     fn quantize(&mut self, x: &[f32]) -> Result<(&[i8], &[f32]), Error> {
-        let cols = x.len();
+        self.quantize_rows(x, x.len())
+    }
+
+    /// Each row of `x (n, cols)` quantised: codes `(n, cols)`, scales `(n, cols / 32)`.
+    fn quantize_rows(&mut self, x: &[f32], cols: usize) -> Result<(&[i8], &[f32]), Error> {
+        let (n, g) = (x.len() / cols.max(1), cols / QK);
         let xq = self
             .xq
-            .get_mut(..cols)
-            .ok_or(Error::BufferTooSmall { needed: cols })?;
+            .get_mut(..n * cols)
+            .ok_or(Error::BufferTooSmall { needed: n * cols })?;
         let xs = self
             .xs
-            .get_mut(..cols / QK)
-            .ok_or(Error::BufferTooSmall { needed: cols / QK })?;
-        folio_kernels::quantize_act(xq, xs, x);
+            .get_mut(..n * g)
+            .ok_or(Error::BufferTooSmall { needed: n * g })?;
+        let rows = xq
+            .chunks_exact_mut(cols.max(1))
+            .zip(xs.chunks_mut(g.max(1)));
+        for ((xq, xs), x) in rows.zip(x.chunks_exact(cols.max(1))) {
+            folio_kernels::quantize_act(xq, xs, x);
+        }
         Ok((xq, xs))
     }
 }

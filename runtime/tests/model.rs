@@ -122,3 +122,63 @@ fn metadata_and_tensor_table() {
         .count();
     assert_eq!(used, model.tensor_count());
 }
+
+/// 16/128/4/2: wide enough that every matrix spans several of `matmul`'s row tiles.
+const WIDE: Config = Config::new(16, 128, 4, 2).vocab(29);
+
+#[test]
+fn prefill_has_the_bits_of_token_by_token_forward() {
+    let tokens: Vec<u32> = (0..13).map(|i| (i * 7 + 3) % 29).collect();
+    for enc in Encoding::ALL {
+        let file = small(WIDE, enc);
+        let model = Model::from_bytes(file.bytes()).expect("load");
+        let one_by_one = logits_all(&model, &tokens);
+        for chunk in [2, 3, 32] {
+            let mut mem = vec![0u8; model.session_bytes_for(chunk).expect("size")];
+            let mut s = model.session(&mut mem).expect("session");
+            // A whole prompt, then a prompt continued at a later position.
+            let got = s.prefill(&tokens, 0).expect("prefill").to_vec();
+            assert_eq!(bits(&got), bits(&one_by_one[12]), "{enc:?} chunk {chunk}");
+            let got = s.prefill(&tokens[5..], 5).expect("prefill at 5").to_vec();
+            assert_eq!(
+                bits(&got),
+                bits(&one_by_one[12]),
+                "{enc:?} chunk {chunk} at 5"
+            );
+            // The KV cache it left is the same: the next token sees the same context.
+            let next = s.forward(4, 13).expect("forward").to_vec();
+            let mut all = tokens.clone();
+            all.push(4);
+            assert_eq!(bits(&next), bits(&logits_all(&model, &all)[13]), "{enc:?}");
+        }
+    }
+}
+
+#[test]
+fn prefill_checks_its_range_first() {
+    let file = small(WIDE, Encoding::Q8_0);
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = vec![0u8; model.session_bytes_for(4).expect("size")];
+    let mut s = model.session(&mut mem).expect("session");
+    assert_eq!(s.prefill(&[], 0).unwrap_err(), Error::EmptyPrompt);
+    let err = s.prefill(&[1; 5], 12).unwrap_err();
+    assert_eq!(
+        err,
+        Error::PositionOutOfRange {
+            pos: 16,
+            block_size: 16
+        }
+    );
+    let err = s.prefill(&[1, 29], 0).unwrap_err();
+    assert_eq!(
+        err,
+        Error::TokenOutOfRange {
+            token: 29,
+            vocab_size: 29
+        }
+    );
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}

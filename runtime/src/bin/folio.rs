@@ -24,6 +24,7 @@ use folio_runtime::note;
 use folio_runtime::weights::{LayerNorm, Matrix, Vector, Weights};
 use folio_runtime::{
     unescape, ContextMode, Generator, Model, Sampler, SamplerConfig, TensorId, TensorKind,
+    MAX_CHUNK,
 };
 use std::fmt;
 use std::fs::File;
@@ -357,7 +358,11 @@ fn open(path: &str, opts: &Opts, budget: &mut Budget) -> Result<MappedModel> {
 
 /// The session memory of `model`, checked against `budget` before it is allocated.
 fn session_memory(model: &Model<'_>, budget: &mut Budget) -> Result<Vec<u8>> {
-    let need = model.session_bytes();
+    // Prompt chunks as deep as the budget allows (faster prompts), else one token.
+    let need = model
+        .session_bytes_for(MAX_CHUNK)
+        .filter(|&b| b as u64 <= budget.left)
+        .unwrap_or(model.session_bytes());
     let c = model.config();
     budget.take(
         need as u64,
@@ -524,18 +529,11 @@ fn bench(opts: &Opts, out: &mut Stdout, path: &str, n: Option<usize>, json: bool
     )?;
     let mut mem = session_memory(&model, &mut budget)?;
     let tokens: Vec<u32> = (0..n).map(|i| (i % cfg.vocab_size) as u32).collect();
-    // Warm-up, then prompt processing: forward over n positions.
-    {
-        let mut s = model.session(&mut mem)?;
-        for (p, &t) in tokens.iter().enumerate().take(8) {
-            s.forward(t, p)?;
-        }
-    }
+    // Warm-up, then prompt processing: the n tokens as one prompt (prefill in chunks).
+    model.session(&mut mem)?.prefill(&tokens[..n.min(8)], 0)?;
     let mut s = model.session(&mut mem)?;
     let t0 = Instant::now();
-    for (p, &t) in tokens.iter().enumerate() {
-        s.forward(t, p)?;
-    }
+    s.prefill(&tokens, 0)?;
     let prompt_s = t0.elapsed().as_secs_f64();
     // Decode: forward + greedy sample per token, from position 0.
     let mut s = model.session(&mut mem)?;
@@ -553,11 +551,7 @@ fn bench(opts: &Opts, out: &mut Stdout, path: &str, n: Option<usize>, json: bool
     let us = |p| pct(&lat, p) * 1e6;
     let decode_tps = n as f64 / total.max(1e-12);
     let prompt_tps = n as f64 / prompt_s.max(1e-12);
-    let (wb, kv, sb) = (
-        model.weight_bytes(),
-        model.kv_bytes(),
-        model.session_bytes(),
-    );
+    let (wb, kv, sb) = (model.weight_bytes(), model.kv_bytes(), mem.len());
     if json {
         writeln!(
             out,
