@@ -26,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use folio_benches::read_bandwidth;
 use folio_runtime::file::MappedModel;
-use folio_runtime::{Generator, Model, Sampler, SamplerConfig};
+use folio_runtime::{Generator, Model, Sampler, SamplerConfig, MAX_CHUNK};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -167,11 +167,13 @@ fn folio_decode(model: &Model<'_>, n: usize) -> Result<f64> {
     Ok(median(&times))
 }
 
-/// folio's prompt processing, µs per token: `Generator::prompt` over N tokens.
+/// folio's prompt processing, µs per token: `Generator::prompt` over N tokens, in prompt
+/// chunks of `MAX_CHUNK` tokens.
 fn folio_prompt(model: &Model<'_>, n: usize) -> Result<f64> {
     let vocab = model.config().vocab_size;
     let tokens: Vec<u32> = (0..n).map(|i| (i % vocab) as u32).collect();
-    let mut mem = vec![0u8; model.session_bytes()];
+    let bytes = model.session_bytes_for(MAX_CHUNK).context("session size")?;
+    let mut mem = vec![0u8; bytes];
     let mut g = Generator::new(
         model.session(&mut mem)?,
         Sampler::new(SamplerConfig::greedy())?,
