@@ -309,19 +309,13 @@ pub fn rows4<T, const B: usize>(
             *o = hsum(a);
         }
     };
-    let mut o4 = out.chunks_exact_mut(4);
-    let mut q4 = q.chunks_exact(4 * row_len);
-    let mut s4 = scales.chunks_exact(4 * row_scales);
-    for ((o, w), d) in (&mut o4).zip(&mut q4).zip(&mut s4) {
+    // One call site, so `pass` is inlined; the last chunk may hold 1 to 3 rows.
+    let passes = out
+        .chunks_mut(4)
+        .zip(q.chunks(4 * row_len))
+        .zip(scales.chunks(4 * row_scales));
+    for ((o, w), d) in passes {
         pass(o, split4(w, row_len), split4(d, row_scales));
-    }
-    let o = o4.into_remainder();
-    if !o.is_empty() {
-        pass(
-            o,
-            split4(q4.remainder(), row_len),
-            split4(s4.remainder(), row_scales),
-        );
     }
 }
 
