@@ -491,7 +491,7 @@ pub fn seeds() -> Vec<Seed> {
     ];
     // (name, escape mask, values changed from `good`)
     type Edits<'a> = &'a [(usize, &'a str)];
-    let configs: [(&str, u16, Edits); 9] = [
+    let configs: [(&str, u16, Edits); 10] = [
         ("ok-tied", 0, &[]),
         ("ok-escaped", 0x3FF, &[]),
         (
@@ -507,6 +507,8 @@ pub fn seeds() -> Vec<Seed> {
                 (9, &shakespeare),
             ],
         ),
+        // Underflows to 0 (a valid epsilon): the exponent overflowed once (fuzz crash).
+        ("ok-eps-underflow", 0, &[(6, "7.33e-3333333333333333333")]),
         ("err-format1", 0, &[(0, "1")]),
         ("err-heads", 0, &[(4, "3")]),
         ("err-eps", 0, &[(6, "1e40")]),
