@@ -11,7 +11,8 @@ AARCH64 := aarch64-unknown-linux-gnu
 export OMP_WAIT_POLICY := passive
 
 .PHONY: demo setup setup-torch setup-cross setup-compare build check test test-host \
-        test-v3 test-aarch64 test-thumb firmware firmware-report lint bench compare callgrind report
+        test-v3 test-aarch64 test-thumb firmware firmware-report lint bench compare callgrind report \
+        fuzz
 
 ## demo: train the CPU `edge` preset, export q8_0, generate text, print per-token latency.
 demo: setup-torch
@@ -72,6 +73,22 @@ test-thumb: setup-cross
 ## board built once; texts compared with `folio generate` byte for byte; the M4 kernel check.
 firmware: setup-torch setup-cross
 	bash scripts/firmware-check.sh
+
+## fuzz: each cargo-fuzz target (fuzz/: header, config, model) for FUZZ_SECONDS under nightly,
+## one job, debug assertions on; new inputs go to fuzz/scratch/ (ignored), crashes to
+## fuzz/artifacts/. The committed seeds in fuzz/corpus/ are replayed on stable by
+## `cargo test -p folio-tests --test fuzz_corpus` (part of `make test`). Not part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= header config model
+FUZZ_MAX_LEN_header := 8192
+FUZZ_MAX_LEN_config := 512
+FUZZ_MAX_LEN_model := 20000
+fuzz:
+	rustup toolchain list | grep '^nightly' >/dev/null || rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	$(foreach t,$(FUZZ_TARGETS),mkdir -p fuzz/scratch/$(t) && (cd fuzz && $(CARGO) +nightly fuzz run -a \
+	  $(t) scratch/$(t) corpus/$(t) -- -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$(t)) \
+	  -timeout=10 -print_final_stats=1);)
 
 ## firmware-report: the firmware at opt levels mixed/s/3/z: instructions, flash without the
 ## model (budget 32 KB on mps2-an386), RAM, and the largest symbols. Not part of `make test`.

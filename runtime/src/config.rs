@@ -222,7 +222,7 @@ pub fn parse_f32(s: &str) -> Option<f32> {
             .checked_mul(10)
             .and_then(|m| m.checked_add(u64::from(c - b'0')))
         {
-            Some(v) if exact => (m, e) = (v, e - in_frac),
+            Some(v) if exact => (m, e) = (v, e.saturating_sub(in_frac)),
             _ => (exact, e) = (false, e.saturating_add(1 - in_frac)),
         }
     }
@@ -406,6 +406,11 @@ mod tests {
         }
         assert_eq!(parse_f32("1e999"), Some(f32::INFINITY));
         assert_eq!(parse_f32("1e-999"), Some(0.0));
+        // An exponent past i32 saturates; the fraction's digits then still lower it (found by
+        // the config fuzz target: `e - 1` overflowed, and wrapped to +inf in release).
+        assert_eq!(parse_f32("7.33e-3333333333333333333"), Some(0.0));
+        assert_eq!(parse_f32("-7.33e-99999999999"), Some(-0.0));
+        assert_eq!(parse_f32("7.33e99999999999"), Some(f32::INFINITY));
         for bad in [
             "", "-", "1.", ".5", "1e", "+1", "1x", "0x10", "1e+", "1.e5", "--1",
         ] {

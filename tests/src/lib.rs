@@ -5,12 +5,14 @@
 //!   and [`handwritten::RawFile`] for the byte-level attack tests.
 //! - [`reference`]: an independent f64 GPT-2 forward pass that shares no code with the
 //!   runtime or the kernels.
+//! - [`fuzz`]: the fuzz targets' harness (`fuzz/`), replayed on stable by `tests/fuzz_corpus.rs`.
 //! - [`process`]: running the binaries with a deadline (CLI suites).
 //! - [`AlignedBytes`]: file bytes placed so the tensor data is 8-byte aligned (as the
 //!   `folio` CLI places them).
 #![deny(missing_docs)]
 
 pub mod fixture;
+pub mod fuzz;
 pub mod handwritten;
 pub mod process;
 pub mod reference;
