@@ -55,7 +55,7 @@ impl Config {
         let get = |key: MetaKey| {
             header
                 .metadata(key.as_str())
-                .ok_or(Error::MissingMetadata { key })
+                .ok_or(Error::MissingMetadata(key))
         };
         let is = |raw: &str, word: &str| unescape(raw).eq(word.chars());
         let format = get(MetaKey::Format)?;
@@ -63,12 +63,10 @@ impl Config {
             return Err(Error::Format1);
         }
         if !is(format, "2") {
-            return Err(Error::BadMetadata {
-                key: MetaKey::Format,
-            });
+            return Err(Error::BadMetadata(MetaKey::Format));
         }
         let size = |key: MetaKey| -> Result<usize, Error> {
-            let bad = Error::BadMetadata { key };
+            let bad = Error::BadMetadata(key);
             let too_large = Error::ConfigTooLarge { key, max: u32::MAX };
             let mut v = 0u64;
             for (i, c) in unescape(get(key)?).enumerate() {
@@ -86,18 +84,14 @@ impl Config {
         let eps = unescape_into(get(eps_key)?, &mut buf)
             .and_then(parse_f32)
             .filter(|e| e.is_finite() && *e >= 0.0)
-            .ok_or(Error::BadMetadata { key: eps_key })?;
+            .ok_or(Error::BadMetadata(eps_key))?;
         if !is(get(MetaKey::Activation)?, "gelu_tanh") {
-            return Err(Error::BadMetadata {
-                key: MetaKey::Activation,
-            });
+            return Err(Error::BadMetadata(MetaKey::Activation));
         }
         let tied = get(MetaKey::TiedEmbeddings)?;
         let tied_embeddings = is(tied, "true");
         if !tied_embeddings && !is(tied, "false") {
-            return Err(Error::BadMetadata {
-                key: MetaKey::TiedEmbeddings,
-            });
+            return Err(Error::BadMetadata(MetaKey::TiedEmbeddings));
         }
         let cfg = Config {
             vocab_size: size(MetaKey::VocabSize)?,
@@ -338,11 +332,11 @@ mod tests {
         ];
         for (key, v) in cases {
             let got = parse_with(&[(key.as_str(), Some(v))]);
-            assert_eq!(got, Err(Error::BadMetadata { key }), "{key:?} = {v:?}");
+            assert_eq!(got, Err(Error::BadMetadata(key)), "{key:?} = {v:?}");
         }
         for key in MetaKey::all().take(9) {
             let got = parse_with(&[(key.as_str(), None)]);
-            assert_eq!(got, Err(Error::MissingMetadata { key }), "{key:?}");
+            assert_eq!(got, Err(Error::MissingMetadata(key)), "{key:?}");
         }
         assert_eq!(
             parse_with(&[("folio.format", Some("1"))]),

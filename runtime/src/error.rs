@@ -40,15 +40,13 @@ pub enum TensorProblem {
     WeightWithoutScale,
 }
 
-/// Everything that can go wrong in the runtime.
+/// Everything that can go wrong in the runtime. A single payload is named in the
+/// variant's doc; byte offsets are into the header JSON unless they say otherwise.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
-    /// The file is shorter than the 8-byte header-length prefix.
-    TooShort {
-        /// File length in bytes.
-        len: usize,
-    },
+    /// The file (this many bytes) is shorter than the 8-byte header-length prefix.
+    TooShort(usize),
     /// The header length runs past the end of the file.
     HeaderTooLong {
         /// Header length from the prefix.
@@ -58,50 +56,31 @@ pub enum Error {
     },
     /// The header bytes are not UTF-8.
     HeaderNotUtf8,
-    /// The header is not valid JSON, or not the safetensors shape of JSON.
-    BadJson {
-        /// Byte offset into the header where reading stopped.
-        offset: usize,
-    },
-    /// A tensor's dtype string is none that safetensors defines.
-    UnknownDtype {
-        /// Byte offset into the header of the dtype key.
-        offset: usize,
-    },
-    /// A key appears twice in one JSON object (tensor names, `__metadata__`, its keys).
-    DuplicateName {
-        /// Byte offset into the header of the second occurrence.
-        offset: usize,
-    },
-    /// The header lists more tensors than [`crate::MAX_TENSORS`].
-    TooManyTensors {
-        /// The capacity.
-        max: u32,
-    },
-    /// `__metadata__` has more keys than the runtime's capacity (64).
-    TooManyMetadata {
-        /// The capacity.
-        max: u32,
-    },
-    /// A tensor name or metadata key is longer than the runtime's limit (256 bytes).
+    /// The header is not valid JSON, or not the safetensors shape of JSON (at this
+    /// offset).
+    BadJson(usize),
+    /// A tensor's dtype string (its key at this offset) is none that safetensors defines.
+    UnknownDtype(usize),
+    /// A key appears twice in one JSON object (tensor names, `__metadata__`, its keys); the
+    /// offset of the second occurrence.
+    DuplicateName(usize),
+    /// The header lists more tensors than [`crate::MAX_TENSORS`] (the capacity).
+    TooManyTensors(u32),
+    /// `__metadata__` has more keys than [`crate::header::MAX_METADATA`] (the capacity).
+    TooManyMetadata(u32),
+    /// A tensor name or metadata key is longer than [`crate::header::MAX_KEY`].
     KeyTooLong {
-        /// Byte offset into the header of the key.
+        /// Byte offset of the key.
         offset: usize,
         /// The limit in bytes.
         max: u32,
     },
     /// A required `__metadata__` key is absent (or there is no `__metadata__` at all).
-    MissingMetadata {
-        /// Which key.
-        key: MetaKey,
-    },
+    MissingMetadata(MetaKey),
     /// `folio.format` is `"1"`: the file predates format 2.
     Format1,
     /// A metadata value is not what docs/FORMAT.md allows (see [`MetaKey::expected`]).
-    BadMetadata {
-        /// Which key.
-        key: MetaKey,
-    },
+    BadMetadata(MetaKey),
     /// `n_embd % n_head != 0`.
     HeadsDoNotDivide {
         /// `n_embd`.
@@ -131,17 +110,11 @@ pub enum Error {
         /// The character.
         ch: char,
     },
-    /// The data section does not start at a 4-byte aligned address, so its tensors
-    /// cannot be viewed in place.
-    DataMisaligned {
-        /// File offset of the data section (`8 + header length`).
-        offset: usize,
-    },
-    /// The data section continues after the last tensor's data.
-    TrailingData {
-        /// Bytes after the last tensor.
-        bytes: usize,
-    },
+    /// The data section (at this file offset, `8 + header length`) does not start at a
+    /// 4-byte aligned address, so its tensors cannot be viewed in place.
+    DataMisaligned(usize),
+    /// The data section continues (this many bytes) after the last tensor's data.
+    TrailingData(usize),
     /// One tensor is wrong.
     Tensor {
         /// The tensor (`(unused tensor)` for a name folio does not know).
@@ -181,23 +154,15 @@ pub enum Error {
         pos: usize,
     },
     /// A sampler setting is out of range.
-    BadSamplerParam {
-        /// Which setting.
-        param: SamplerParam,
-    },
-    /// An output or scratch buffer given by the caller is too short.
-    BufferTooSmall {
-        /// Elements needed.
-        needed: usize,
-    },
+    BadSamplerParam(SamplerParam),
+    /// An output or scratch buffer given by the caller is too short (this many elements
+    /// needed).
+    BufferTooSmall(usize),
     /// [`crate::Generator::next`] was called before a non-empty prompt.
     EmptyPrompt,
     /// The sampler was given a NaN or infinite logit (non-finite weights, or an overflow in
-    /// the forward pass): no token can be drawn from it.
-    NonFiniteLogit {
-        /// Token id of the first non-finite logit.
-        token: u32,
-    },
+    /// the forward pass), the first at this token id: no token can be drawn from it.
+    NonFiniteLogit(u32),
 }
 
 impl fmt::Display for TensorProblem {
@@ -224,7 +189,7 @@ impl fmt::Display for TensorProblem {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::TooShort { len } => write!(
+            Self::TooShort(len) => write!(
                 f,
                 "file is {len} bytes, shorter than the 8-byte safetensors header length"
             ),
@@ -236,25 +201,21 @@ impl fmt::Display for Error {
                 "header length {header_len} runs past the end of the {file_len}-byte file"
             ),
             Self::HeaderNotUtf8 => f.write_str("header is not UTF-8"),
-            Self::BadJson { offset } => {
-                write!(f, "header is not valid safetensors JSON (at byte {offset})")
+            Self::BadJson(at) => write!(f, "header is not valid safetensors JSON (at byte {at})"),
+            Self::UnknownDtype(at) => write!(f, "unknown tensor dtype (header byte {at})"),
+            Self::DuplicateName(at) => {
+                write!(f, "a key appears twice in one header object (at byte {at})")
             }
-            Self::UnknownDtype { offset } => {
-                write!(f, "unknown tensor dtype (header byte {offset})")
-            }
-            Self::DuplicateName { offset } => {
-                write!(f, "a key appears twice in one header object (at byte {offset})")
-            }
-            Self::TooManyTensors { max } => write!(f, "more than {max} tensors in the header"),
-            Self::TooManyMetadata { max } => write!(f, "more than {max} metadata keys"),
+            Self::TooManyTensors(max) => write!(f, "more than {max} tensors in the header"),
+            Self::TooManyMetadata(max) => write!(f, "more than {max} metadata keys"),
             Self::KeyTooLong { offset, max } => {
                 write!(f, "a key is longer than {max} bytes (header byte {offset})")
             }
-            Self::MissingMetadata { key } => write!(f, "missing metadata key {}", key.as_str()),
+            Self::MissingMetadata(key) => write!(f, "missing metadata key {}", key.as_str()),
             Self::Format1 => f.write_str(
                 "this is a format 1 file; upgrade it with `exporter convert FILE --out NEW_FILE`",
             ),
-            Self::BadMetadata { key } => {
+            Self::BadMetadata(key) => {
                 write!(f, "metadata {} must be {}", key.as_str(), key.expected())
             }
             Self::HeadsDoNotDivide { n_embd, n_head } => {
@@ -272,13 +233,11 @@ impl fmt::Display for Error {
             Self::DuplicateVocab { index, ch } => {
                 write!(f, "folio.vocab character {index} repeats {ch:?}")
             }
-            Self::DataMisaligned { offset } => write!(
+            Self::DataMisaligned(offset) => write!(
                 f,
                 "the tensor data (file offset {offset}) is not at a 4-byte aligned address: place the file so that it is (the folio CLI copies such files)"
             ),
-            Self::TrailingData { bytes } => {
-                write!(f, "{bytes} bytes of data follow the last tensor")
-            }
+            Self::TrailingData(bytes) => write!(f, "{bytes} bytes of data follow the last tensor"),
             Self::Tensor { tensor, problem } => write!(f, "tensor {tensor} {problem}"),
             Self::SessionTooSmall { needed, got } => {
                 write!(f, "session memory is {got} bytes, {needed} needed")
@@ -294,15 +253,13 @@ impl fmt::Display for Error {
                 f,
                 "character {ch:?} at position {pos} is not in the vocabulary"
             ),
-            Self::BadSamplerParam { param } => match param {
-                SamplerParam::Temperature => f.write_str("temperature must be finite and >= 0"),
-                SamplerParam::TopP => f.write_str("top_p must be in (0, 1]"),
-            },
-            Self::BufferTooSmall { needed } => {
-                write!(f, "buffer too small: {needed} elements needed")
+            Self::BadSamplerParam(SamplerParam::Temperature) => {
+                f.write_str("temperature must be finite and >= 0")
             }
+            Self::BadSamplerParam(SamplerParam::TopP) => f.write_str("top_p must be in (0, 1]"),
+            Self::BufferTooSmall(needed) => write!(f, "buffer too small: {needed} elements needed"),
             Self::EmptyPrompt => f.write_str("the prompt is empty"),
-            Self::NonFiniteLogit { token } => write!(
+            Self::NonFiniteLogit(token) => write!(
                 f,
                 "the logit of token {token} is NaN or infinite (the model's weights or activations are not finite)"
             ),

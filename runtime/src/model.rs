@@ -43,7 +43,7 @@ impl<'a> Model<'a> {
         let vocab = MetaKey::Vocab;
         let raw = header
             .metadata(vocab.as_str())
-            .ok_or(Error::MissingMetadata { key: vocab })?;
+            .ok_or(Error::MissingMetadata(vocab))?;
         let tokenizer = Tokenizer::parse(raw, config.vocab_size)?;
         let layout = config.layout().ok_or(Error::ConfigTooLarge {
             key: MetaKey::NEmbd,
@@ -172,7 +172,7 @@ fn take<'s, T>(buf: &mut &'s mut [T], n: usize) -> Result<&'s mut [T], Error> {
     let all = core::mem::take(buf);
     let (head, tail) = all
         .split_at_mut_checked(n)
-        .ok_or(Error::BufferTooSmall { needed: n })?;
+        .ok_or(Error::BufferTooSmall(n))?;
     *buf = tail;
     Ok(head)
 }
@@ -249,7 +249,7 @@ impl<'s, 'a> Session<'s, 'a> {
                 self.qkv.get(c..2 * c),
                 self.qkv.get(2 * c..3 * c),
             ) else {
-                return Err(Error::BufferTooSmall { needed: 3 * c });
+                return Err(Error::BufferTooSmall(3 * c));
             };
             self.kv.store(l, pos, k, v);
             let (kc, vc) = self.kv.layer(l); // (T, C) each

@@ -169,14 +169,11 @@ impl ActScratch<'_> {
     /// `x` quantised into the first `x.len()` codes and `x.len() / 32` scales.
     fn quantize(&mut self, x: &[f32]) -> Result<(&[i8], &[f32]), Error> {
         let cols = x.len();
-        let xq = self
-            .xq
-            .get_mut(..cols)
-            .ok_or(Error::BufferTooSmall { needed: cols })?;
+        let xq = self.xq.get_mut(..cols).ok_or(Error::BufferTooSmall(cols))?;
         let xs = self
             .xs
             .get_mut(..cols / QK)
-            .ok_or(Error::BufferTooSmall { needed: cols / QK })?;
+            .ok_or(Error::BufferTooSmall(cols / QK))?;
         folio_kernels::quantize_act(xq, xs, x);
         Ok((xq, xs))
     }
@@ -390,9 +387,7 @@ pub fn is_used(cfg: &Config, id: TensorId) -> bool {
 pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>, Error> {
     let data = header.data();
     if data.as_ptr().align_offset(core::mem::align_of::<f32>()) != 0 {
-        return Err(Error::DataMisaligned {
-            offset: header.data_offset(),
-        });
+        return Err(Error::DataMisaligned(header.data_offset()));
     }
     let mut loader = Loader {
         cfg: *cfg,
@@ -428,9 +423,7 @@ pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>,
         }
     }
     if end != data.len() as u64 {
-        return Err(Error::TrailingData {
-            bytes: data.len().saturating_sub(end as usize),
-        });
+        return Err(Error::TrailingData(data.len().saturating_sub(end as usize)));
     }
     loader.finish()
 }
