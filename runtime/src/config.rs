@@ -52,11 +52,7 @@ pub(crate) const ALIGN_SLACK: usize = core::mem::align_of::<f32>() - 1;
 impl Config {
     /// Read and validate the `folio.*` keys of `header`.
     pub fn from_header(header: &Header<'_>) -> Result<Config, Error> {
-        let get = |key: MetaKey| {
-            header
-                .metadata(key.as_str())
-                .ok_or(Error::MissingMetadata(key))
-        };
+        let get = |key| header.folio(key);
         let is = |raw: &str, word: &str| unescape(raw).eq(word.chars());
         let format = get(MetaKey::Format)?;
         if is(format, "1") {
@@ -127,11 +123,7 @@ impl Config {
         if self.vocab_size > MAX_VOCAB {
             return too_large(MetaKey::VocabSize, MAX_VOCAB);
         }
-        // 4C and 3C rows, and the session sizes, must not overflow.
-        if self.n_embd.checked_mul(4).is_none() || self.layout().is_none() {
-            return too_large(MetaKey::NEmbd, u32::MAX as usize);
-        }
-        Ok(())
+        self.layout().map(drop)
     }
 
     /// `C / H`.
@@ -139,8 +131,16 @@ impl Config {
         self.n_embd / self.n_head.max(1)
     }
 
-    /// Buffer sizes of a session; `None` on overflow.
-    pub(crate) fn layout(&self) -> Option<SessionLayout> {
+    /// Buffer sizes of a session; an overflow (of them, or of the 3C and 4C rows) is
+    /// [`Error::ConfigTooLarge`] naming `n_embd`.
+    pub(crate) fn layout(&self) -> Result<SessionLayout, Error> {
+        self.sizes().ok_or(Error::ConfigTooLarge {
+            key: MetaKey::NEmbd,
+            max: u32::MAX,
+        })
+    }
+
+    fn sizes(&self) -> Option<SessionLayout> {
         let (c, t, v) = (self.n_embd, self.block_size, self.vocab_size);
         let n_i8 = c.checked_mul(4)?;
         let n_f32 = c

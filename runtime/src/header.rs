@@ -9,7 +9,7 @@
 //! Entries and metadata values are then read back from the text on demand; strings stay
 //! raw (escapes in place) and [`unescape`] decodes them.
 use crate::error::Error;
-use crate::names::Dtype;
+use crate::names::{Dtype, MetaKey};
 use core::str::Chars;
 
 /// Dimensions of a tensor shape that are stored; more are counted, not kept.
@@ -457,6 +457,12 @@ impl<'a> Header<'a> {
             r: Reader::trusted(self.json, 0),
             open: true,
         }
+    }
+
+    /// The raw value of `key`; [`Error::MissingMetadata`] if it is absent.
+    pub fn folio(&self, key: MetaKey) -> Result<&'a str, Error> {
+        self.metadata(key.as_str())
+            .ok_or(Error::MissingMetadata(key))
     }
 
     /// The raw (still escaped) string value of a `__metadata__` key, without the quotes.

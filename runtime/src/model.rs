@@ -15,7 +15,7 @@
 //! ```
 use crate::config::{Config, SessionLayout, ALIGN_SLACK};
 use crate::error::Error;
-use crate::header::{Header, TensorInfo, Tensors};
+use crate::header::{Header, TensorInfo};
 use crate::kv_cache::KvCache;
 use crate::names::{MetaKey, TensorId};
 use crate::sampler::Sampler;
@@ -40,15 +40,8 @@ impl<'a> Model<'a> {
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let header = Header::parse(bytes)?;
         let config = Config::from_header(&header)?;
-        let vocab = MetaKey::Vocab;
-        let raw = header
-            .metadata(vocab.as_str())
-            .ok_or(Error::MissingMetadata(vocab))?;
-        let tokenizer = Tokenizer::parse(raw, config.vocab_size)?;
-        let layout = config.layout().ok_or(Error::ConfigTooLarge {
-            key: MetaKey::NEmbd,
-            max: u32::MAX,
-        })?;
+        let tokenizer = Tokenizer::parse(header.folio(MetaKey::Vocab)?, config.vocab_size)?;
+        let layout = config.layout()?;
         let weights = weights::load(&header, &config)?;
         Ok(Model {
             header,
@@ -74,20 +67,9 @@ impl<'a> Model<'a> {
         &self.weights
     }
 
-    /// The raw (still JSON-escaped) string value of a `__metadata__` key, without the
-    /// quotes; decode it with [`crate::header::unescape`].
-    pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        self.header.metadata(key)
-    }
-
-    /// Every tensor of the header, in file order (used and ignored ones).
-    pub fn tensors(&self) -> Tensors<'a> {
-        self.header.tensors()
-    }
-
-    /// Number of tensors in the header.
-    pub fn tensor_count(&self) -> usize {
-        self.header.tensor_count()
+    /// The header: every tensor entry (used or ignored) and the raw `__metadata__` values.
+    pub fn header(&self) -> &Header<'a> {
+        &self.header
     }
 
     /// The role of a tensor of this file if the forward pass reads it, else `None`.
@@ -102,7 +84,10 @@ impl<'a> Model<'a> {
 
     /// Bytes of weights the forward pass reads.
     pub fn weight_bytes(&self) -> usize {
-        let used = self.tensors().filter(|t| self.tensor_id(t).is_some());
+        let used = self
+            .header
+            .tensors()
+            .filter(|t| self.tensor_id(t).is_some());
         used.map(|t| t.bytes() as usize).sum()
     }
 
@@ -120,23 +105,20 @@ impl<'a> Model<'a> {
     /// alignment). The KV cache is zeroed.
     pub fn session<'s>(&'s self, mem: &'s mut [u8]) -> Result<Session<'s, 'a>, Error> {
         let (l, got) = (self.layout, mem.len());
-        let too_small = Error::SessionTooSmall {
-            needed: l.bytes,
-            got,
-        };
         let off = mem.as_ptr().align_offset(core::mem::align_of::<f32>());
-        if got < l.bytes || off > ALIGN_SLACK {
-            return Err(if off > ALIGN_SLACK {
-                Error::BufferMisaligned
-            } else {
-                too_small
+        if off > ALIGN_SLACK {
+            return Err(Error::BufferMisaligned);
+        }
+        if got < l.bytes {
+            return Err(Error::SessionTooSmall {
+                needed: l.bytes,
+                got,
             });
         }
-        let mem = mem.get_mut(off..).ok_or(too_small)?;
-        let (fb, rest) = mem.split_at_mut_checked(l.n_f32 * 4).ok_or(too_small)?;
-        let (ub, rest) = rest.split_at_mut_checked(l.n_u32 * 4).ok_or(too_small)?;
-        let (hb, rest) = rest.split_at_mut_checked(l.n_f16 * 2).ok_or(too_small)?;
-        let ib = rest.get_mut(..l.n_i8).ok_or(too_small)?;
+        // The buffers below fit: `l.bytes` counts them and the slack.
+        let mut mem = mem.get_mut(off..).unwrap_or_default();
+        let (fb, ub) = (take(&mut mem, l.n_f32 * 4)?, take(&mut mem, l.n_u32 * 4)?);
+        let (hb, ib) = (take(&mut mem, l.n_f16 * 2)?, take(&mut mem, l.n_i8)?);
         let cast = |_| Error::BufferMisaligned;
         let mut f: &mut [f32] = bytemuck::try_cast_slice_mut(fb).map_err(cast)?;
         let mut u: &mut [u32] = bytemuck::try_cast_slice_mut(ub).map_err(cast)?;
@@ -242,8 +224,7 @@ impl<'s, 'a> Session<'s, 'a> {
         for (l, layer) in w.layers.iter().enumerate() {
             layer.ln_1.apply(self.xn, self.x, eps);
             // qkv (3C) = c_attn · xn + b
-            layer.attn.matvec(self.qkv, self.xn, &mut self.act)?;
-            layer.attn_bias.add_to(self.qkv);
+            layer.attn.apply(self.qkv, self.xn, &mut self.act)?;
             let (Some(q), Some(k), Some(v)) = (
                 self.qkv.get(..c),
                 self.qkv.get(c..2 * c),
@@ -258,16 +239,13 @@ impl<'s, 'a> Session<'s, 'a> {
                 let (kh, vh) = (kc.get(off..).unwrap_or(&[]), vc.get(off..).unwrap_or(&[]));
                 folio_kernels::attention_f16(yh, qh, kh, vh, c, pos + 1, self.scores);
             }
-            layer.attn_proj.matvec(self.tmp, self.y, &mut self.act)?;
-            layer.attn_proj_bias.add_to(self.tmp);
+            layer.attn_proj.apply(self.tmp, self.y, &mut self.act)?;
             add(self.x, self.tmp);
             layer.ln_2.apply(self.xn, self.x, eps);
             // hb (4C) = gelu(c_fc · xn + b)
-            layer.fc.matvec(self.hb, self.xn, &mut self.act)?;
-            layer.fc_bias.add_to(self.hb);
+            layer.fc.apply(self.hb, self.xn, &mut self.act)?;
             folio_kernels::gelu_tanh(self.hb);
-            layer.mlp_proj.matvec(self.tmp, self.hb, &mut self.act)?;
-            layer.mlp_proj_bias.add_to(self.tmp);
+            layer.mlp_proj.apply(self.tmp, self.hb, &mut self.act)?;
             add(self.x, self.tmp);
         }
         w.ln_f.apply(self.xn, self.x, eps);
@@ -283,11 +261,6 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Sample the next token from the last logits, with the session's own scratch.
     pub fn sample(&mut self, sampler: &mut Sampler) -> Result<u32, Error> {
         sampler.sample(self.logits, self.probs, self.idx)
-    }
-
-    /// Bytes of the KV cache.
-    pub fn kv_bytes(&self) -> usize {
-        self.kv.bytes()
     }
 }
 

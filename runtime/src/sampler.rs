@@ -125,11 +125,6 @@ impl Sampler {
         &self.config
     }
 
-    /// True when this sampler decodes greedily (temperature 0, or too small to invert).
-    pub fn is_greedy(&self) -> bool {
-        self.inv_t.is_none()
-    }
-
     /// Pick a token from `logits (V)`. `probs` and `idx` are scratch of at least `V`
     /// elements each (else [`Error::BufferTooSmall`]); their contents are overwritten.
     /// A NaN or infinite logit is [`Error::NonFiniteLogit`].
@@ -163,35 +158,28 @@ impl Sampler {
         }
         let k = if cfg.top_k == 0 { v } else { cfg.top_k.min(v) };
         let nucleus = cfg.top_p < 1.0;
-        // Candidates: idx[..n] with mass `mass`.
-        let (n, mass) = if k == v && !nucleus {
-            (v, total)
-        } else {
-            // Partial selection: idx[..k] in decreasing probability.
-            let mut mass = 0.0f32;
-            let stop = if k == v {
-                cfg.top_p * total
-            } else {
+        // Candidates: idx[..n], of mass `mass`.
+        let (mut n, mut mass) = (v, total);
+        if k < v || nucleus {
+            // Partial selection, idx[..n] in decreasing probability: the top k, or without
+            // top-k just enough to reach top_p of the total.
+            let stop = if k < v {
                 f32::INFINITY
+            } else {
+                cfg.top_p * total
             };
-            let mut n = 0;
-            while n < k {
-                let best = best_from(probs, idx, n);
-                idx.swap(n, best);
-                mass += probs
-                    .get(idx.get(n).copied().unwrap_or(0) as usize)
-                    .copied()
-                    .unwrap_or(0.0);
+            (n, mass) = (0, 0.0);
+            while n < k && mass < stop {
+                idx.swap(n, best_from(probs, idx, n));
+                mass += idx
+                    .get(n)
+                    .and_then(|&i| probs.get(i as usize))
+                    .unwrap_or(&0.0);
                 n += 1;
-                if mass >= stop {
-                    break;
-                }
             }
             if nucleus && k < v {
                 // top-p within the top-k set.
-                let target = cfg.top_p * mass;
-                let mut acc = 0.0f32;
-                let mut m = 0;
+                let (target, mut acc, mut m) = (cfg.top_p * mass, 0.0f32, 0);
                 for &i in idx.iter().take(n) {
                     acc += probs.get(i as usize).copied().unwrap_or(0.0);
                     m += 1;
@@ -199,11 +187,9 @@ impl Sampler {
                         break;
                     }
                 }
-                (m, acc)
-            } else {
-                (n, mass)
+                (n, mass) = (m, acc);
             }
-        };
+        }
         let r = self.rng.next_f32() * mass;
         let mut acc = 0.0f32;
         let mut last = idx.first().copied().unwrap_or(0);
@@ -473,7 +459,7 @@ mod tests {
                 seed: 9,
                 ..Default::default()
             };
-            assert!(Sampler::new(cfg).unwrap().is_greedy());
+            assert!(Sampler::new(cfg).unwrap().inv_t.is_none());
             assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1), "{t}");
             let last_best = [0.5, -1.0, 0.25, 3.0];
             assert!(draw(cfg, &last_best, 5).iter().all(|&x| x == 3), "{t}");
@@ -486,7 +472,7 @@ mod tests {
             seed: 9,
             ..Default::default()
         };
-        assert!(!Sampler::new(cfg).unwrap().is_greedy());
+        assert!(Sampler::new(cfg).unwrap().inv_t.is_some());
         assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1));
     }
 }

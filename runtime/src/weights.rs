@@ -92,16 +92,6 @@ impl Matrix<'_> {
         }
     }
 
-    /// Bytes of file data this matrix reads (scales included).
-    pub fn bytes(&self) -> usize {
-        match self {
-            Self::F32(w) => core::mem::size_of_val(*w),
-            Self::F16(w) => core::mem::size_of_val(*w),
-            Self::Q8_0 { q, scales } => q.len() + core::mem::size_of_val(*scales),
-            Self::Q4_0 { q, scales } => q.len() + core::mem::size_of_val(*scales),
-        }
-    }
-
     /// `out (rows) = self (rows, cols) · x (cols)`. The quantised encodings first quantise
     /// `x` to int8 groups in `act` (`folio_kernels::quantize_act`); an `act` shorter than
     /// `x` is [`Error::BufferTooSmall`].
@@ -242,29 +232,39 @@ impl LayerNorm<'_> {
     }
 }
 
+/// A linear layer `(rows, cols)`: a 2-D weight and its bias `(rows)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear<'a> {
+    /// `(rows, cols)`.
+    pub weight: Matrix<'a>,
+    /// `(rows)`.
+    pub bias: Vector<'a>,
+}
+
+impl Linear<'_> {
+    /// `out (rows) = weight · x (cols) + bias`; `act` as for [`Matrix::matvec`].
+    pub fn apply(&self, out: &mut [f32], x: &[f32], act: &mut ActScratch<'_>) -> Result<(), Error> {
+        self.weight.matvec(out, x, act)?;
+        self.bias.add_to(out);
+        Ok(())
+    }
+}
+
 /// One transformer block.
 #[derive(Debug, Clone, Copy)]
 pub struct Layer<'a> {
     /// `ln_1`.
     pub ln_1: LayerNorm<'a>,
-    /// `attn.c_attn.weight` (3C, C).
-    pub attn: Matrix<'a>,
-    /// `attn.c_attn.bias` (3C).
-    pub attn_bias: Vector<'a>,
-    /// `attn.c_proj.weight` (C, C).
-    pub attn_proj: Matrix<'a>,
-    /// `attn.c_proj.bias` (C).
-    pub attn_proj_bias: Vector<'a>,
+    /// `attn.c_attn` (3C, C).
+    pub attn: Linear<'a>,
+    /// `attn.c_proj` (C, C).
+    pub attn_proj: Linear<'a>,
     /// `ln_2`.
     pub ln_2: LayerNorm<'a>,
-    /// `mlp.c_fc.weight` (4C, C).
-    pub fc: Matrix<'a>,
-    /// `mlp.c_fc.bias` (4C).
-    pub fc_bias: Vector<'a>,
-    /// `mlp.c_proj.weight` (C, 4C).
-    pub mlp_proj: Matrix<'a>,
-    /// `mlp.c_proj.bias` (C).
-    pub mlp_proj_bias: Vector<'a>,
+    /// `mlp.c_fc` (4C, C).
+    pub fc: Linear<'a>,
+    /// `mlp.c_proj` (C, 4C).
+    pub mlp_proj: Linear<'a>,
 }
 
 /// All weights of a model.
@@ -303,10 +303,10 @@ impl<'a> Weights<'a> {
             .into_iter()
             .chain(self.layers.iter().enumerate().flat_map(move |(i, l)| {
                 [
-                    (id(TensorKind::AttnWeight, i), &l.attn),
-                    (id(TensorKind::AttnProjWeight, i), &l.attn_proj),
-                    (id(TensorKind::FcWeight, i), &l.fc),
-                    (id(TensorKind::MlpProjWeight, i), &l.mlp_proj),
+                    (id(TensorKind::AttnWeight, i), &l.attn.weight),
+                    (id(TensorKind::AttnProjWeight, i), &l.attn_proj.weight),
+                    (id(TensorKind::FcWeight, i), &l.fc.weight),
+                    (id(TensorKind::MlpProjWeight, i), &l.mlp_proj.weight),
                 ]
             }))
             .chain(head)
@@ -513,16 +513,14 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn layer_norm(
-        &self,
-        w: TensorKind,
-        b: TensorKind,
-        layer: usize,
-    ) -> Result<LayerNorm<'a>, Error> {
-        Ok(LayerNorm {
-            weight: self.vector(w, layer)?,
-            bias: self.vector(b, layer)?,
-        })
+    fn layer_norm(&self, w: TensorKind, b: TensorKind, i: usize) -> Result<LayerNorm<'a>, Error> {
+        let (weight, bias) = (self.vector(w, i)?, self.vector(b, i)?);
+        Ok(LayerNorm { weight, bias })
+    }
+
+    fn linear(&self, w: TensorKind, b: TensorKind, i: usize) -> Result<Linear<'a>, Error> {
+        let (weight, bias) = (self.matrix(w, i)?, self.vector(b, i)?);
+        Ok(Linear { weight, bias })
     }
 
     /// Pair scales with weights and check nothing is missing.
@@ -532,16 +530,13 @@ impl<'a> Loader<'a> {
         for i in 0..self.cfg.n_layer {
             let layer = Layer {
                 ln_1: self.layer_norm(K::Ln1Weight, K::Ln1Bias, i)?,
-                attn: self.matrix(K::AttnWeight, i)?,
-                attn_bias: self.vector(K::AttnBias, i)?,
-                attn_proj: self.matrix(K::AttnProjWeight, i)?,
-                attn_proj_bias: self.vector(K::AttnProjBias, i)?,
+                attn: self.linear(K::AttnWeight, K::AttnBias, i)?,
+                attn_proj: self.linear(K::AttnProjWeight, K::AttnProjBias, i)?,
                 ln_2: self.layer_norm(K::Ln2Weight, K::Ln2Bias, i)?,
-                fc: self.matrix(K::FcWeight, i)?,
-                fc_bias: self.vector(K::FcBias, i)?,
-                mlp_proj: self.matrix(K::MlpProjWeight, i)?,
-                mlp_proj_bias: self.vector(K::MlpProjBias, i)?,
+                fc: self.linear(K::FcWeight, K::FcBias, i)?,
+                mlp_proj: self.linear(K::MlpProjWeight, K::MlpProjBias, i)?,
             };
+            // n_layer <= MAX_LAYERS was checked with the config.
             let too_large = Error::ConfigTooLarge {
                 key: MetaKey::NLayer,
                 max: MAX_LAYERS as u32,

@@ -847,9 +847,13 @@ fn same_tensors_as_safetensors_crate() {
             let (_, meta) = SafeTensors::read_metadata(&bytes).expect("safetensors reads it");
             let want = meta.tensors();
             // The data order is the header order.
-            let names: Vec<String> = model.tensors().map(|t| t.name().collect()).collect();
+            let names: Vec<String> = model
+                .header()
+                .tensors()
+                .map(|t| t.name().collect())
+                .collect();
             assert_eq!(names, meta.offset_keys(), "{label}");
-            for t in model.tensors() {
+            for t in model.header().tensors() {
                 let name: String = t.name().collect();
                 let info = &want[&name];
                 assert_eq!(
@@ -862,11 +866,12 @@ fn same_tensors_as_safetensors_crate() {
                 let offsets = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
                 assert_eq!((t.begin, t.end), offsets, "{label}: {name}");
             }
-            assert_eq!(model.tensor_count(), want.len(), "{label}");
+            assert_eq!(model.header().tensor_count(), want.len(), "{label}");
             // The metadata values decode to what safetensors reads.
             let m = meta.metadata().as_ref().expect("metadata");
             for (key, value) in m {
                 let raw = model
+                    .header()
                     .metadata(key)
                     .unwrap_or_else(|| panic!("{label}: {key}"));
                 let decoded: String = folio_runtime::unescape(raw).collect();
