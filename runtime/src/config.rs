@@ -30,19 +30,14 @@ pub struct Config {
     pub tied_embeddings: bool,
 }
 
-/// Element counts of one session's buffers (see [`crate::Session`]).
+/// Element counts of one session's buffers by type, and their total bytes with the
+/// alignment slack (the crate docs' "Session memory").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SessionLayout {
-    /// f32 elements: `x, xn, y, tmp (C each) + qkv (3C) + hb (4C) + scores (T) + logits (V)
-    /// + probs (V) + xs (4C / 32)`.
     pub n_f32: usize,
-    /// u32 elements: `idx (V) + history (T)`.
     pub n_u32: usize,
-    /// f16 elements: KV cache `(n_layer, 2, T, C)`.
     pub n_f16: usize,
-    /// i8 elements: `xq (4C)`, the int8 activations of the widest quantised matvec.
     pub n_i8: usize,
-    /// Total bytes including 3 bytes of alignment slack.
     pub bytes: usize,
 }
 
@@ -53,13 +48,14 @@ impl Config {
     /// Read and validate the `folio.*` keys of `header`.
     pub fn from_header(header: &Header<'_>) -> Result<Config, Error> {
         let get = |key| header.folio(key);
-        let is = |raw: &str, word: &str| unescape(raw).eq(word.chars());
-        let format = get(MetaKey::Format)?;
-        if is(format, "1") {
+        // The index in `words` of the value of `key`.
+        let pick = |key, words: &[&str]| {
+            let raw = get(key)?;
+            let is = |w: &&str| unescape(raw).eq(w.chars());
+            words.iter().position(is).ok_or(Error::BadMetadata(key))
+        };
+        if pick(MetaKey::Format, &["2", "1"])? == 1 {
             return Err(Error::Format1);
-        }
-        if !is(format, "2") {
-            return Err(Error::BadMetadata(MetaKey::Format));
         }
         let size = |key: MetaKey| -> Result<usize, Error> {
             let bad = Error::BadMetadata(key);
@@ -81,14 +77,8 @@ impl Config {
             .and_then(parse_f32)
             .filter(|e| e.is_finite() && *e >= 0.0)
             .ok_or(Error::BadMetadata(eps_key))?;
-        if !is(get(MetaKey::Activation)?, "gelu_tanh") {
-            return Err(Error::BadMetadata(MetaKey::Activation));
-        }
-        let tied = get(MetaKey::TiedEmbeddings)?;
-        let tied_embeddings = is(tied, "true");
-        if !tied_embeddings && !is(tied, "false") {
-            return Err(Error::BadMetadata(MetaKey::TiedEmbeddings));
-        }
+        pick(MetaKey::Activation, &["gelu_tanh"])?;
+        let tied_embeddings = pick(MetaKey::TiedEmbeddings, &["false", "true"])? == 1;
         let cfg = Config {
             vocab_size: size(MetaKey::VocabSize)?,
             block_size: size(MetaKey::BlockSize)?,

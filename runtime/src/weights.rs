@@ -385,9 +385,9 @@ pub fn is_used(cfg: &Config, id: TensorId) -> bool {
 
 /// Check the tiling of the data section and every tensor folio reads, and view them.
 pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>, Error> {
-    let data = header.data();
+    let data = header.data;
     if data.as_ptr().align_offset(core::mem::align_of::<f32>()) != 0 {
-        return Err(Error::DataMisaligned(header.data_offset()));
+        return Err(Error::DataMisaligned(header.data_offset));
     }
     let mut loader = Loader {
         cfg: *cfg,

@@ -866,7 +866,7 @@ fn same_tensors_as_safetensors_crate() {
                 let offsets = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
                 assert_eq!((t.begin, t.end), offsets, "{label}: {name}");
             }
-            assert_eq!(model.header().tensor_count(), want.len(), "{label}");
+            assert_eq!(model.header().tensor_count, want.len(), "{label}");
             // The metadata values decode to what safetensors reads.
             let m = meta.metadata().as_ref().expect("metadata");
             for (key, value) in m {

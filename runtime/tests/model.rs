@@ -113,7 +113,7 @@ fn metadata_and_tensor_table() {
     assert_eq!(vocab, model.tokenizer().chars().iter().collect::<String>());
     assert!(vocab.starts_with(" eta"), "{vocab:?}");
     // Matrices and their scales, 1-D tensors.
-    assert_eq!(model.header().tensor_count(), (2 + 4 * 2) * 2 + 8 * 2 + 2);
+    assert_eq!(model.header().tensor_count, (2 + 4 * 2) * 2 + 8 * 2 + 2);
     let total: u64 = model.header().tensors().map(|t| t.bytes()).sum();
     assert_eq!(total as usize, model.weight_bytes());
     let used = model
@@ -121,5 +121,5 @@ fn metadata_and_tensor_table() {
         .tensors()
         .filter(|t| model.tensor_id(t).is_some())
         .count();
-    assert_eq!(used, model.header().tensor_count());
+    assert_eq!(used, model.header().tensor_count);
 }

@@ -640,7 +640,7 @@ fn info(opts: &Opts, out: &mut Stdout, path: &str) -> Result<()> {
     for (id, enc) in model.encodings() {
         writeln!(out, "  {id}: {}", enc.as_str())?;
     }
-    writeln!(out, "tensors ({}):", model.header().tensor_count())?;
+    writeln!(out, "tensors ({}):", model.header().tensor_count)?;
     for ti in model.header().tensors() {
         let name = printable(ti.name());
         let shape: Vec<String> = ti.shape().iter().map(|d| d.to_string()).collect();
