@@ -52,13 +52,13 @@ impl Config {
         let pick = |key, words: &[&str]| {
             let raw = get(key)?;
             let is = |w: &&str| unescape(raw).eq(w.chars());
-            words.iter().position(is).ok_or(Error::BadMetadata(key))
+            words.iter().position(is).ok_or(Error::BadMetadata { key })
         };
         if pick(MetaKey::Format, &["2", "1"])? == 1 {
             return Err(Error::Format1);
         }
         let size = |key: MetaKey| -> Result<usize, Error> {
-            let bad = Error::BadMetadata(key);
+            let bad = Error::BadMetadata { key };
             let too_large = Error::ConfigTooLarge { key, max: u32::MAX };
             let mut v = 0u64;
             for (i, c) in unescape(get(key)?).enumerate() {
@@ -76,7 +76,7 @@ impl Config {
         let eps = unescape_into(get(eps_key)?, &mut buf)
             .and_then(parse_f32)
             .filter(|e| e.is_finite() && *e >= 0.0)
-            .ok_or(Error::BadMetadata(eps_key))?;
+            .ok_or(Error::BadMetadata { key: eps_key })?;
         pick(MetaKey::Activation, &["gelu_tanh"])?;
         let tied_embeddings = pick(MetaKey::TiedEmbeddings, &["false", "true"])? == 1;
         let cfg = Config {
@@ -322,11 +322,11 @@ mod tests {
         ];
         for (key, v) in cases {
             let got = parse_with(&[(key.as_str(), Some(v))]);
-            assert_eq!(got, Err(Error::BadMetadata(key)), "{key:?} = {v:?}");
+            assert_eq!(got, Err(Error::BadMetadata { key }), "{key:?} = {v:?}");
         }
         for key in MetaKey::all().take(9) {
             let got = parse_with(&[(key.as_str(), None)]);
-            assert_eq!(got, Err(Error::MissingMetadata(key)), "{key:?}");
+            assert_eq!(got, Err(Error::MissingMetadata { key }), "{key:?}");
         }
         assert_eq!(
             parse_with(&[("folio.format", Some("1"))]),

@@ -115,7 +115,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn bad(&self) -> Error {
-        Error::BadJson(self.pos)
+        Error::BadJson { offset: self.pos }
     }
 
     /// The next non-whitespace byte, not consumed.
@@ -153,7 +153,7 @@ impl<'a> Reader<'a> {
         self.pos += 1;
         let mut chars = raw.chars();
         while let Some(c) = next_char(&mut chars) {
-            c.ok_or(Error::BadJson(start))?;
+            c.ok_or(Error::BadJson { offset: start })?;
         }
         Ok(raw)
     }
@@ -236,7 +236,7 @@ fn add_key<'a, const N: usize>(
         });
     }
     if seen.iter().any(|k| same(k, key)) {
-        return Err(Error::DuplicateName(at));
+        return Err(Error::DuplicateName { offset: at });
     }
     seen.push(key).map_err(|_| full)
 }
@@ -289,17 +289,17 @@ fn entry<'a>(
     let (mut dtype, mut dims, mut offsets) = (None, None, None);
     let mut open = true;
     while let Some((key, at)) = r.key(&mut open)? {
-        let dup = Error::DuplicateName(at);
+        let dup = Error::DuplicateName { offset: at };
         if same(key, "dtype") {
             let raw = r.string()?;
-            let d = Dtype::from_chars(unescape(raw)).ok_or(Error::UnknownDtype(at))?;
+            let d = Dtype::from_chars(unescape(raw)).ok_or(Error::UnknownDtype { offset: at })?;
             dtype.replace(d).map_or(Ok(()), |_| Err(dup))?;
             continue;
         }
         let slot = match key {
             k if same(k, "shape") => &mut dims,
             k if same(k, "data_offsets") => &mut offsets,
-            _ => return Err(Error::BadJson(at)),
+            _ => return Err(Error::BadJson { offset: at }),
         };
         let (mut v, mut n, mut numel) = ([0u64; MAX_RANK], 0, Some(1u64));
         let mut open = true;
@@ -352,7 +352,7 @@ impl<'a> Header<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let prefix = bytes
             .first_chunk::<8>()
-            .ok_or(Error::TooShort(bytes.len()))?;
+            .ok_or(Error::TooShort { len: bytes.len() })?;
         let header_len = u64::from_le_bytes(*prefix);
         let too_long = Error::HeaderTooLong {
             header_len,
@@ -370,14 +370,18 @@ impl<'a> Header<'a> {
         let (mut meta, mut n_tensors, mut open) = (None, 0, true);
         // The tensor names and `__metadata__`.
         let mut keys = heapless::Vec::<_, { MAX_TENSORS + 1 }>::new();
-        let too_many = Error::TooManyTensors(MAX_TENSORS as u32);
+        let too_many = Error::TooManyTensors {
+            max: MAX_TENSORS as u32,
+        };
         while let Some((key, at)) = r.key(&mut open)? {
             add_key(&mut keys, key, at, too_many)?;
             r.peek();
             let start = r.pos;
             if same(key, META) {
                 let mut keys = heapless::Vec::<_, MAX_METADATA>::new();
-                let too_many = Error::TooManyMetadata(MAX_METADATA as u32);
+                let too_many = Error::TooManyMetadata {
+                    max: MAX_METADATA as u32,
+                };
                 r.strings(|k, k_at, _| add_key(&mut keys, k, k_at, too_many))?;
                 meta = Some(start);
             } else if n_tensors == MAX_TENSORS {
@@ -413,7 +417,7 @@ impl<'a> Header<'a> {
     /// The raw value of `key`; [`Error::MissingMetadata`] if it is absent.
     pub fn folio(&self, key: MetaKey) -> Result<&'a str, Error> {
         self.metadata(key.as_str())
-            .ok_or(Error::MissingMetadata(key))
+            .ok_or(Error::MissingMetadata { key })
     }
 
     /// The raw (still escaped) string value of a `__metadata__` key, without the quotes.
@@ -538,8 +542,8 @@ mod tests {
     #[test]
     fn header_errors() {
         type Case = (&'static str, fn(&Error) -> bool);
-        let bad_json: fn(&Error) -> bool = |e| matches!(e, Error::BadJson(_));
-        let dup: fn(&Error) -> bool = |e| matches!(e, Error::DuplicateName(_));
+        let bad_json: fn(&Error) -> bool = |e| matches!(e, Error::BadJson { .. });
+        let dup: fn(&Error) -> bool = |e| matches!(e, Error::DuplicateName { .. });
         let cases: [Case; 15] = [
             (
                 r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1}}"#,
@@ -560,7 +564,7 @@ mod tests {
             (r#"{"a":{"dtype":"F16","shape":[1]}}"#, bad_json),
             (
                 r#"{"a":{"dtype":"Q3","shape":[1],"data_offsets":[0,2]}}"#,
-                |e| matches!(e, Error::UnknownDtype(_)),
+                |e| matches!(e, Error::UnknownDtype { .. }),
             ),
             (
                 r#"{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2,4]}}"#,
@@ -605,13 +609,19 @@ mod tests {
         let keys: Vec<String> = (0..=MAX_METADATA)
             .map(|i| std::format!(r#""k{i}":"""#))
             .collect();
-        assert_eq!(meta(keys.join(",")), Err(Error::TooManyMetadata(64)));
+        assert_eq!(
+            meta(keys.join(",")),
+            Err(Error::TooManyMetadata { max: 64 })
+        );
         assert_eq!(meta(keys[..MAX_METADATA].join(",")), Ok(()));
     }
 
     #[test]
     fn split_checks_lengths() {
-        assert_eq!(Header::parse(&[1, 2, 3]).unwrap_err(), Error::TooShort(3));
+        assert_eq!(
+            Header::parse(&[1, 2, 3]).unwrap_err(),
+            Error::TooShort { len: 3 }
+        );
         let mut f = Vec::from(100u64.to_le_bytes());
         f.extend_from_slice(b"{}");
         let too_long = Error::HeaderTooLong {

@@ -154,7 +154,7 @@ fn take<'s, T>(buf: &mut &'s mut [T], n: usize) -> Result<&'s mut [T], Error> {
     let all = core::mem::take(buf);
     let (head, tail) = all
         .split_at_mut_checked(n)
-        .ok_or(Error::BufferTooSmall(n))?;
+        .ok_or(Error::BufferTooSmall { needed: n })?;
     *buf = tail;
     Ok(head)
 }
@@ -230,7 +230,7 @@ impl<'s, 'a> Session<'s, 'a> {
                 self.qkv.get(c..2 * c),
                 self.qkv.get(2 * c..3 * c),
             ) else {
-                return Err(Error::BufferTooSmall(3 * c));
+                return Err(Error::BufferTooSmall { needed: 3 * c });
             };
             self.kv.store(l, pos, k, v);
             let (kc, vc) = self.kv.layer(l); // (T, C) each

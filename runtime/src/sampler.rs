@@ -107,10 +107,14 @@ impl Sampler {
     /// Validate `config` ([`Error::BadSamplerParam`]) and seed the PRNG.
     pub fn new(config: SamplerConfig) -> Result<Self, Error> {
         if !(config.temperature.is_finite() && config.temperature >= 0.0) {
-            return Err(Error::BadSamplerParam(SamplerParam::Temperature));
+            return Err(Error::BadSamplerParam {
+                param: SamplerParam::Temperature,
+            });
         }
         if !(config.top_p > 0.0 && config.top_p <= 1.0) {
-            return Err(Error::BadSamplerParam(SamplerParam::TopP));
+            return Err(Error::BadSamplerParam {
+                param: SamplerParam::TopP,
+            });
         }
         let inv_t = Some(1.0 / config.temperature).filter(|i| i.is_finite());
         Ok(Sampler {
@@ -136,10 +140,12 @@ impl Sampler {
     ) -> Result<u32, Error> {
         let v = logits.len();
         let (Some(probs), Some(idx)) = (probs.get_mut(..v), idx.get_mut(..v)) else {
-            return Err(Error::BufferTooSmall(v));
+            return Err(Error::BufferTooSmall { needed: v });
         };
         if let Some(token) = logits.iter().position(|l| !l.is_finite()) {
-            return Err(Error::NonFiniteLogit(token as u32));
+            return Err(Error::NonFiniteLogit {
+                token: token as u32,
+            });
         }
         let cfg = self.config;
         let inv_t = match self.inv_t {
@@ -401,7 +407,12 @@ mod tests {
                 ..Default::default()
             })
             .unwrap_err();
-            assert_eq!(e, Error::BadSamplerParam(SamplerParam::Temperature));
+            assert_eq!(
+                e,
+                Error::BadSamplerParam {
+                    param: SamplerParam::Temperature
+                }
+            );
         }
         for p in [0.0, -0.5, 1.5, f32::NAN] {
             let e = Sampler::new(SamplerConfig {
@@ -409,12 +420,17 @@ mod tests {
                 ..Default::default()
             })
             .unwrap_err();
-            assert_eq!(e, Error::BadSamplerParam(SamplerParam::TopP));
+            assert_eq!(
+                e,
+                Error::BadSamplerParam {
+                    param: SamplerParam::TopP
+                }
+            );
         }
         let mut s = Sampler::new(SamplerConfig::default()).unwrap();
         assert_eq!(
             s.sample(&LOGITS, &mut [0.0; 4], &mut [0; 5]),
-            Err(Error::BufferTooSmall(5))
+            Err(Error::BufferTooSmall { needed: 5 })
         );
     }
 
@@ -436,14 +452,14 @@ mod tests {
             ] {
                 assert_eq!(
                     s.sample(&bad, &mut [0.0; 3], &mut [0; 3]),
-                    Err(Error::NonFiniteLogit(at)),
+                    Err(Error::NonFiniteLogit { token: at }),
                     "{cfg:?} {bad:?}"
                 );
             }
             // A single-token vocabulary is checked too.
             assert_eq!(
                 s.sample(&[f32::NAN], &mut [0.0; 1], &mut [0; 1]),
-                Err(Error::NonFiniteLogit(0))
+                Err(Error::NonFiniteLogit { token: 0 })
             );
         }
     }

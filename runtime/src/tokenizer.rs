@@ -75,7 +75,9 @@ impl Tokenizer {
         for (pos, ch) in text.chars().enumerate() {
             let tok = self.token(ch).ok_or(Error::UnknownChar { ch, pos })?;
             let Some(slot) = out.get_mut(pos) else {
-                return Err(Error::BufferTooSmall(text.chars().count()));
+                return Err(Error::BufferTooSmall {
+                    needed: text.chars().count(),
+                });
             };
             *slot = tok;
             n = pos + 1;
@@ -137,7 +139,10 @@ mod tests {
             t.encode("abéz", &mut out),
             Err(Error::UnknownChar { ch: 'é', pos: 2 })
         );
-        assert_eq!(t.encode("ab", &mut out[..1]), Err(Error::BufferTooSmall(2)));
+        assert_eq!(
+            t.encode("ab", &mut out[..1]),
+            Err(Error::BufferTooSmall { needed: 2 })
+        );
         assert_eq!(t.encode("", &mut out), Ok(0));
     }
 

@@ -159,11 +159,14 @@ impl ActScratch<'_> {
     /// `x` quantised into the first `x.len()` codes and `x.len() / 32` scales.
     fn quantize(&mut self, x: &[f32]) -> Result<(&[i8], &[f32]), Error> {
         let cols = x.len();
-        let xq = self.xq.get_mut(..cols).ok_or(Error::BufferTooSmall(cols))?;
+        let xq = self
+            .xq
+            .get_mut(..cols)
+            .ok_or(Error::BufferTooSmall { needed: cols })?;
         let xs = self
             .xs
             .get_mut(..cols / QK)
-            .ok_or(Error::BufferTooSmall(cols / QK))?;
+            .ok_or(Error::BufferTooSmall { needed: cols / QK })?;
         folio_kernels::quantize_act(xq, xs, x);
         Ok((xq, xs))
     }
@@ -387,7 +390,9 @@ pub fn is_used(cfg: &Config, id: TensorId) -> bool {
 pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>, Error> {
     let data = header.data;
     if data.as_ptr().align_offset(core::mem::align_of::<f32>()) != 0 {
-        return Err(Error::DataMisaligned(header.data_offset));
+        return Err(Error::DataMisaligned {
+            offset: header.data_offset,
+        });
     }
     let mut loader = Loader {
         cfg: *cfg,
@@ -415,7 +420,7 @@ pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>,
             loader.add(&t, id).map_err(|problem| Error::Tensor {
                 // A column count is the matrix's, whichever of its tensors shows it.
                 tensor: match problem {
-                    TensorProblem::QuantCols(_) => TensorId { scale: false, ..id },
+                    TensorProblem::QuantCols { .. } => TensorId { scale: false, ..id },
                     _ => id,
                 },
                 problem,
@@ -423,7 +428,9 @@ pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>,
         }
     }
     if end != data.len() as u64 {
-        return Err(Error::TrailingData(data.len().saturating_sub(end as usize)));
+        return Err(Error::TrailingData {
+            bytes: data.len().saturating_sub(end as usize),
+        });
     }
     loader.finish()
 }
@@ -449,7 +456,7 @@ impl<'a> Loader<'a> {
         let matrix = id.kind.is_matrix();
         let quantised = id.scale || matches!(t.dtype, Dtype::I8 | Dtype::U8);
         if matrix && quantised && !cols.is_multiple_of(QK as u64) {
-            return Err(TensorProblem::QuantCols(cols as u32));
+            return Err(TensorProblem::QuantCols { cols: cols as u32 });
         }
         let (dtype_ok, shape) = match (matrix, id.scale, t.dtype) {
             (false, _, d) => (matches!(d, Dtype::F32 | Dtype::F16), [rows, 0]),
@@ -461,7 +468,7 @@ impl<'a> Loader<'a> {
             ),
         };
         if !dtype_ok {
-            return Err(TensorProblem::Dtype(t.dtype));
+            return Err(TensorProblem::Dtype { dtype: t.dtype });
         }
         if t.shape() != shape.get(..1 + usize::from(matrix)).unwrap_or(&[]) {
             return Err(TensorProblem::Shape);

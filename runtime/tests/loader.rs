@@ -98,7 +98,7 @@ fn valid_fixtures_load() {
 fn truncated_length_prefix() {
     for n in 0..8 {
         let b = &f32_file()[..n];
-        assert_eq!(err(b), Error::TooShort(n));
+        assert_eq!(err(b), Error::TooShort { len: n });
         assert!(!st_accepts(b));
     }
 }
@@ -167,7 +167,11 @@ fn bad_json() {
     ];
     for h in cases {
         let b = raw_file(h, &[0]);
-        assert!(matches!(err(&b), Error::BadJson(_)), "{h:?}: {:?}", err(&b));
+        assert!(
+            matches!(err(&b), Error::BadJson { .. }),
+            "{h:?}: {:?}",
+            err(&b)
+        );
         assert!(!st_accepts(&b), "safetensors accepts {h:?}");
     }
 }
@@ -176,14 +180,18 @@ fn bad_json() {
 fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
     let deep = format!("{{\"x\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
     let b = raw_file(&deep, &[]);
-    assert!(matches!(err(&b), Error::BadJson(_)), "{:?}", err(&b));
+    assert!(matches!(err(&b), Error::BadJson { .. }), "{:?}", err(&b));
     assert!(!st_accepts(&b));
 }
 
 #[test]
 fn unknown_dtype() {
     let b = edit_header(&f32_file(), |h| h["ln_f.bias"]["dtype"] = json!("F99"));
-    assert!(matches!(err(&b), Error::UnknownDtype(_)), "{:?}", err(&b));
+    assert!(
+        matches!(err(&b), Error::UnknownDtype { .. }),
+        "{:?}",
+        err(&b)
+    );
     assert!(!st_accepts(&b));
 }
 
@@ -263,7 +271,7 @@ fn offsets_must_tile_the_data_section() {
     // Bytes after the last tensor.
     let mut trailing = good.clone();
     trailing.extend_from_slice(&[0; 8]);
-    assert_eq!(err(&trailing), Error::TrailingData(8));
+    assert_eq!(err(&trailing), Error::TrailingData { bytes: 8 });
     assert!(!st_accepts(&trailing));
 }
 
@@ -279,7 +287,7 @@ fn too_many_tensors() {
         .collect();
     entries.push("\"__metadata__\":{\"folio.format\":\"2\"}".into());
     let b = raw_file(&format!("{{{}}}", entries.join(",")), &[7u8; 513]);
-    assert_eq!(err(&b), Error::TooManyTensors(512));
+    assert_eq!(err(&b), Error::TooManyTensors { max: 512 });
     assert!(
         st_accepts(&b),
         "a safetensors-valid file; the limit is folio's own"
@@ -303,7 +311,7 @@ fn key_capacities() {
             h["__metadata__"][format!("other.{i}")] = json!("x");
         }
     });
-    assert_eq!(err(&b), Error::TooManyMetadata(64));
+    assert_eq!(err(&b), Error::TooManyMetadata { max: 64 });
     assert!(st_accepts(&b));
 }
 
@@ -349,7 +357,13 @@ fn misaligned_data_address() {
     for off in 1..4 {
         let a = AlignedBytes::with_offset(&good, off);
         let e = Model::from_bytes(a.bytes()).map(|_| ()).unwrap_err();
-        assert_eq!(e, Error::DataMisaligned(data_offset), "offset {off}");
+        assert_eq!(
+            e,
+            Error::DataMisaligned {
+                offset: data_offset
+            },
+            "offset {off}"
+        );
         assert!(
             e.to_string().contains("not at a 4-byte aligned address"),
             "{e}"
@@ -374,7 +388,7 @@ fn header_length_need_not_be_a_multiple_of_8() {
         load(&b).unwrap_or_else(|e| panic!("data at {mod8} mod 8: {e}"));
         let at_start = AlignedBytes::with_offset(&b, 0);
         let e = Model::from_bytes(at_start.bytes()).map(|_| ()).unwrap_err();
-        assert!(matches!(e, Error::DataMisaligned(_)), "{mod8}: {e:?}");
+        assert!(matches!(e, Error::DataMisaligned { .. }), "{mod8}: {e:?}");
     }
 }
 
@@ -422,10 +436,15 @@ fn missing_metadata() {
     let b = edit_header(&good, |h| {
         h.remove("__metadata__");
     });
-    assert_eq!(err(&b), Error::MissingMetadata(MetaKey::Format));
+    assert_eq!(
+        err(&b),
+        Error::MissingMetadata {
+            key: MetaKey::Format
+        }
+    );
     for key in REQUIRED {
         let b = set_meta(&good, key.as_str(), None);
-        assert_eq!(err(&b), Error::MissingMetadata(key), "{key:?}");
+        assert_eq!(err(&b), Error::MissingMetadata { key }, "{key:?}");
         // Misnamed: the right value under a near-miss key.
         let b = edit_header(&good, |h| {
             let m = h["__metadata__"].as_object_mut().expect("obj");
@@ -433,7 +452,7 @@ fn missing_metadata() {
             m.insert(format!("{}s", key.as_str()), v.clone());
             m.insert(key.as_str().to_uppercase(), v);
         });
-        assert_eq!(err(&b), Error::MissingMetadata(key), "{key:?} misnamed");
+        assert_eq!(err(&b), Error::MissingMetadata { key }, "{key:?} misnamed");
     }
     // folio.dtype and folio.train are informational; unknown keys are ignored.
     let b = set_meta(&good, "folio.dtype", None);
@@ -445,7 +464,7 @@ fn missing_metadata() {
 #[test]
 fn metadata_values_must_be_strings() {
     let b = set_meta(&f32_file(), "folio.format", Some(json!(2)));
-    assert!(matches!(err(&b), Error::BadJson(_)), "{:?}", err(&b));
+    assert!(matches!(err(&b), Error::BadJson { .. }), "{:?}", err(&b));
     assert!(!st_accepts(&b));
 }
 
@@ -457,7 +476,7 @@ fn duplicate_names() {
     let mut dup = h.clone();
     let entry = h["ln_f.bias"].clone();
     dup.members.insert(0, ("ln_f.bias".into(), entry.clone()));
-    assert!(matches!(err(&dup.to_bytes()), Error::DuplicateName(_)));
+    assert!(matches!(err(&dup.to_bytes()), Error::DuplicateName { .. }));
     // The same name spelled with an escape is the same name.
     let text = h
         .header_text()
@@ -469,12 +488,16 @@ fn duplicate_names() {
             .replacen('{', &format!("{{\"ln_f.bias\":{entry},"), 1),
         &h.data,
     );
-    assert!(matches!(err(&b), Error::DuplicateName(_)), "{:?}", err(&b));
+    assert!(
+        matches!(err(&b), Error::DuplicateName { .. }),
+        "{:?}",
+        err(&b)
+    );
     // Two __metadata__ objects.
     let mut two = h.clone();
     two.members
         .push(("__metadata__".into(), h["__metadata__"].clone()));
-    assert!(matches!(err(&two.to_bytes()), Error::DuplicateName(_)));
+    assert!(matches!(err(&two.to_bytes()), Error::DuplicateName { .. }));
     // One metadata key twice (JSON tools disagree on which one wins).
     let text = h.header_text().replacen(
         "\"folio.n_layer\":\"1\"",
@@ -483,14 +506,24 @@ fn duplicate_names() {
     );
     assert_ne!(text, h.header_text());
     let b = raw_file(&text, &h.data);
-    assert!(matches!(err(&b), Error::DuplicateName(_)), "{:?}", err(&b));
+    assert!(
+        matches!(err(&b), Error::DuplicateName { .. }),
+        "{:?}",
+        err(&b)
+    );
 }
 
 #[test]
 fn format_version() {
     for v in ["3", "", "2.0", " 2", "v2"] {
         let b = meta(&f32_file(), "folio.format", v);
-        assert_eq!(err(&b), Error::BadMetadata(MetaKey::Format), "{v:?}");
+        assert_eq!(
+            err(&b),
+            Error::BadMetadata {
+                key: MetaKey::Format
+            },
+            "{v:?}"
+        );
     }
     // An escaped "2" is still "2".
     let h = RawFile::parse(&f32_file());
@@ -528,7 +561,7 @@ fn bad_metadata_values() {
     for key in sizes {
         for bad in ["0", "-4", "4.5", "8 ", "", "08", "0x8", "eight", "+8"] {
             let b = meta(&good, key.as_str(), bad);
-            assert_eq!(err(&b), Error::BadMetadata(key), "{key:?} = {bad:?}");
+            assert_eq!(err(&b), Error::BadMetadata { key }, "{key:?} = {bad:?}");
         }
     }
     let cases = [
@@ -542,7 +575,7 @@ fn bad_metadata_values() {
     for (key, values) in cases {
         for bad in values {
             let b = meta(&good, key.as_str(), bad);
-            assert_eq!(err(&b), Error::BadMetadata(key), "{key:?} = {bad:?}");
+            assert_eq!(err(&b), Error::BadMetadata { key }, "{key:?} = {bad:?}");
         }
     }
     let e = err(&meta(&good, "folio.activation", "relu"));
@@ -607,7 +640,10 @@ fn quantised_matrix_with_bad_column_count() {
     let e = err(&fx.to_safetensors());
     assert_eq!(
         e,
-        tensor(id(TensorKind::Wte, 0), TensorProblem::QuantCols(24))
+        tensor(
+            id(TensorKind::Wte, 0),
+            TensorProblem::QuantCols { cols: 24 }
+        )
     );
 }
 
@@ -698,7 +734,7 @@ fn missing_tensor() {
 #[test]
 fn wrong_dtype() {
     let good = f32_file();
-    let dtype = |kind, d| tensor(id(kind, 0), TensorProblem::Dtype(d));
+    let dtype = |kind, d| tensor(id(kind, 0), TensorProblem::Dtype { dtype: d });
     let b = edit_header(&good, |h| h["h.0.ln_1.weight"]["dtype"] = json!("I32"));
     assert_eq!(err(&b), dtype(TensorKind::Ln1Weight, Dtype::I32));
     let b = edit_header(&good, |h| {
@@ -714,7 +750,7 @@ fn wrong_dtype() {
     });
     let e = tensor(
         scale_id(TensorKind::FcWeight, 0),
-        TensorProblem::Dtype(Dtype::I16),
+        TensorProblem::Dtype { dtype: Dtype::I16 },
     );
     assert_eq!(err(&b), e);
     // A 1-D tensor stored as I8 (with a matching byte count).
@@ -823,7 +859,7 @@ fn token_position_and_text_errors() {
     let mut short = [0u32; 2];
     assert!(matches!(
         model.tokenizer().encode("tea", &mut short),
-        Err(Error::BufferTooSmall(_))
+        Err(Error::BufferTooSmall { .. })
     ));
     assert_eq!(model.tokenizer().encode("tea", &mut out), Ok(3));
     assert!(model.tokenizer().decode(11).is_err());
@@ -975,7 +1011,7 @@ fn same_verdict_as_safetensors_on_structural_breakage() {
     );
     let b = edit_header(&good, |h| h["ln_f.bias"]["notes"] = json!("x"));
     assert!(st_accepts(&b));
-    assert!(matches!(err(&b), Error::BadJson(_)), "{:?}", err(&b));
+    assert!(matches!(err(&b), Error::BadJson { .. }), "{:?}", err(&b));
 }
 
 // ---- mutations ------------------------------------------------------------------------------
