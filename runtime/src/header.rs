@@ -261,8 +261,6 @@ pub struct TensorInfo<'a> {
     pub begin: u64,
     /// `data_offsets[1]`.
     pub end: u64,
-    /// Byte offset of the entry in the header (for error messages).
-    pub offset: usize,
 }
 
 impl<'a> TensorInfo<'a> {
@@ -281,11 +279,7 @@ impl<'a> TensorInfo<'a> {
 }
 
 /// Read a tensor entry's object (the cursor is at its `{`).
-fn entry<'a>(
-    r: &mut Reader<'a>,
-    name_raw: &'a str,
-    offset: usize,
-) -> Result<TensorInfo<'a>, Error> {
+fn entry<'a>(r: &mut Reader<'a>, name_raw: &'a str) -> Result<TensorInfo<'a>, Error> {
     let (mut dtype, mut dims, mut offsets) = (None, None, None);
     let mut open = true;
     while let Some((key, at)) = r.key(&mut open)? {
@@ -326,7 +320,6 @@ fn entry<'a>(
         numel,
         begin,
         end,
-        offset,
     })
 }
 
@@ -387,7 +380,7 @@ impl<'a> Header<'a> {
             } else if n_tensors == MAX_TENSORS {
                 return Err(too_many);
             } else {
-                entry(&mut r, key, at)?;
+                entry(&mut r, key)?;
                 n_tensors += 1;
             }
         }
@@ -449,9 +442,9 @@ impl<'a> Iterator for Tensors<'a> {
 
     fn next(&mut self) -> Option<TensorInfo<'a>> {
         loop {
-            let (key, at) = self.r.key(&mut self.open).ok()??;
+            let (key, _) = self.r.key(&mut self.open).ok()??;
             if !same(key, META) {
-                return entry(&mut self.r, key, at).ok();
+                return entry(&mut self.r, key).ok();
             }
             self.r.strings(|_, _, _| Ok(())).ok()?;
         }

@@ -124,11 +124,6 @@ impl Sampler {
         })
     }
 
-    /// The settings.
-    pub fn config(&self) -> &SamplerConfig {
-        &self.config
-    }
-
     /// Pick a token from `logits (V)`. `probs` and `idx` are scratch of at least `V`
     /// elements each (else [`Error::BufferTooSmall`]); their contents are overwritten.
     /// A NaN or infinite logit is [`Error::NonFiniteLogit`].
