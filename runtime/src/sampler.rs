@@ -226,6 +226,15 @@ fn best_from(probs: &[f32], idx: &[u32], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        }
+    }
     use std::vec;
     use std::vec::Vec;
 
@@ -273,12 +282,7 @@ mod tests {
 
     #[test]
     fn seeded_sampling_is_deterministic() {
-        let cfg = SamplerConfig {
-            temperature: 0.9,
-            top_k: 3,
-            top_p: 0.95,
-            seed: 7,
-        };
+        let cfg = cfg(0.9, 3, 0.95, 7);
         assert_eq!(draw(cfg, &LOGITS, 200), draw(cfg, &LOGITS, 200));
         assert_ne!(
             draw(cfg, &LOGITS, 200),
@@ -311,16 +315,7 @@ mod tests {
 
     #[test]
     fn top_k_keeps_only_the_k_best() {
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 2,
-                top_p: 1.0,
-                seed: 1,
-            },
-            &LOGITS,
-            5000,
-        );
+        let toks = draw(cfg(1.0, 2, 1.0, 1), &LOGITS, 5000);
         let h = histogram(&toks, 5);
         assert_eq!(h[0] + h[2] + h[3], 0.0);
         // Renormalised over {1, 4}: p(1) = e^3 / (e^3 + e^2.5).
@@ -341,43 +336,16 @@ mod tests {
     fn top_p_keeps_the_nucleus() {
         // softmax(LOGITS) ≈ [0.054, 0.400, 0.147, 0.020, 0.243] (sorted: 1, 4, 2, 0, 3);
         // top_p 0.6: tokens 1 and 4 (mass 0.643).
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 0,
-                top_p: 0.6,
-                seed: 5,
-            },
-            &LOGITS,
-            5000,
-        );
+        let toks = draw(cfg(1.0, 0, 0.6, 5), &LOGITS, 5000);
         let h = histogram(&toks, 5);
         assert_eq!(h[0] + h[2] + h[3], 0.0, "{h:?}");
         assert!(h[1] > 0.55 && h[4] > 0.3, "{h:?}");
         // top_p within top_k: k = 3 keeps {1, 4, 2} (mass .79); p = .5 of that needs {1, 4}.
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 3,
-                top_p: 0.55,
-                seed: 5,
-            },
-            &LOGITS,
-            2000,
-        );
+        let toks = draw(cfg(1.0, 3, 0.55, 5), &LOGITS, 2000);
         let h = histogram(&toks, 5);
         assert_eq!(h[0] + h[2] + h[3], 0.0, "{h:?}");
         // A tiny top_p is greedy.
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 0,
-                top_p: 1e-6,
-                seed: 5,
-            },
-            &LOGITS,
-            100,
-        );
+        let toks = draw(cfg(1.0, 0, 1e-6, 5), &LOGITS, 100);
         assert!(toks.iter().all(|&t| t == 1));
     }
 
@@ -396,30 +364,14 @@ mod tests {
 
     #[test]
     fn bad_parameters_and_scratch() {
-        for t in [-1.0, f32::NAN, f32::INFINITY] {
-            let e = Sampler::new(SamplerConfig {
-                temperature: t,
-                ..Default::default()
-            })
-            .unwrap_err();
+        let temperatures =
+            [-1.0, f32::NAN, f32::INFINITY].map(|t| (cfg(t, 0, 1.0, 0), SamplerParam::Temperature));
+        let top_ps = [0.0, -0.5, 1.5, f32::NAN].map(|p| (cfg(1.0, 0, p, 0), SamplerParam::TopP));
+        for (c, param) in temperatures.into_iter().chain(top_ps) {
             assert_eq!(
-                e,
-                Error::BadSamplerParam {
-                    param: SamplerParam::Temperature
-                }
-            );
-        }
-        for p in [0.0, -0.5, 1.5, f32::NAN] {
-            let e = Sampler::new(SamplerConfig {
-                top_p: p,
-                ..Default::default()
-            })
-            .unwrap_err();
-            assert_eq!(
-                e,
-                Error::BadSamplerParam {
-                    param: SamplerParam::TopP
-                }
+                Sampler::new(c).unwrap_err(),
+                Error::BadSamplerParam { param },
+                "{c:?}"
             );
         }
         let mut s = Sampler::new(SamplerConfig::default()).unwrap();
@@ -432,12 +384,7 @@ mod tests {
     #[test]
     fn non_finite_logits_are_an_error_in_every_mode() {
         let greedy = SamplerConfig::greedy();
-        let sampled = SamplerConfig {
-            temperature: 0.7,
-            top_k: 2,
-            top_p: 0.9,
-            seed: 3,
-        };
+        let sampled = cfg(0.7, 2, 0.9, 3);
         for cfg in [greedy, sampled, SamplerConfig::default()] {
             let mut s = Sampler::new(cfg).unwrap();
             for (bad, at) in [
