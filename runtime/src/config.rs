@@ -30,22 +30,16 @@ pub struct Config {
     pub tied_embeddings: bool,
 }
 
-/// Element counts of one session's buffers (see [`crate::Session`]) for prompt chunks of
-/// `chunk` tokens: the per-token activations are `chunk` deep.
+/// Element counts of one session's buffers by type, and their total bytes with the
+/// alignment slack (the crate docs' "Session memory"), for steps of `chunk` tokens (the
+/// per-token activations are `chunk` deep).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SessionLayout {
-    /// Tokens a forward step takes at once (1 = one token at a time).
     pub chunk: usize,
-    /// f32 elements: `chunk * (x, xn, y, tmp (C each) + qkv (3C) + hb (4C) + xs (4C / 32))
-    /// + scores (T) + logits (V) + probs (V)`.
     pub n_f32: usize,
-    /// u32 elements: `idx (V) + history (T)`.
     pub n_u32: usize,
-    /// f16 elements: KV cache `(n_layer, 2, T, C)`.
     pub n_f16: usize,
-    /// i8 elements: `chunk * xq (4C)`, the int8 activations of the widest quantised matvec.
     pub n_i8: usize,
-    /// Total bytes including 3 bytes of alignment slack.
     pub bytes: usize,
 }
 
@@ -55,20 +49,15 @@ pub(crate) const ALIGN_SLACK: usize = core::mem::align_of::<f32>() - 1;
 impl Config {
     /// Read and validate the `folio.*` keys of `header`.
     pub fn from_header(header: &Header<'_>) -> Result<Config, Error> {
-        let get = |key: MetaKey| {
-            header
-                .metadata(key.as_str())
-                .ok_or(Error::MissingMetadata { key })
+        let get = |key| header.folio(key);
+        // The index in `words` of the value of `key`.
+        let pick = |key, words: &[&str]| {
+            let raw = get(key)?;
+            let is = |w: &&str| unescape(raw).eq(w.chars());
+            words.iter().position(is).ok_or(Error::BadMetadata { key })
         };
-        let is = |raw: &str, word: &str| unescape(raw).eq(word.chars());
-        let format = get(MetaKey::Format)?;
-        if is(format, "1") {
+        if pick(MetaKey::Format, &["2", "1"])? == 1 {
             return Err(Error::Format1);
-        }
-        if !is(format, "2") {
-            return Err(Error::BadMetadata {
-                key: MetaKey::Format,
-            });
         }
         let size = |key: MetaKey| -> Result<usize, Error> {
             let bad = Error::BadMetadata { key };
@@ -90,18 +79,8 @@ impl Config {
             .and_then(parse_f32)
             .filter(|e| e.is_finite() && *e >= 0.0)
             .ok_or(Error::BadMetadata { key: eps_key })?;
-        if !is(get(MetaKey::Activation)?, "gelu_tanh") {
-            return Err(Error::BadMetadata {
-                key: MetaKey::Activation,
-            });
-        }
-        let tied = get(MetaKey::TiedEmbeddings)?;
-        let tied_embeddings = is(tied, "true");
-        if !tied_embeddings && !is(tied, "false") {
-            return Err(Error::BadMetadata {
-                key: MetaKey::TiedEmbeddings,
-            });
-        }
+        pick(MetaKey::Activation, &["gelu_tanh"])?;
+        let tied_embeddings = pick(MetaKey::TiedEmbeddings, &["false", "true"])? == 1;
         let cfg = Config {
             vocab_size: size(MetaKey::VocabSize)?,
             block_size: size(MetaKey::BlockSize)?,
@@ -136,11 +115,7 @@ impl Config {
         if self.vocab_size > MAX_VOCAB {
             return too_large(MetaKey::VocabSize, MAX_VOCAB);
         }
-        // 4C and 3C rows, and the session sizes, must not overflow.
-        if self.n_embd.checked_mul(4).is_none() || self.layout(1).is_none() {
-            return too_large(MetaKey::NEmbd, u32::MAX as usize);
-        }
-        Ok(())
+        self.layout(1).map(drop)
     }
 
     /// `C / H`.
@@ -148,8 +123,16 @@ impl Config {
         self.n_embd / self.n_head.max(1)
     }
 
-    /// Buffer sizes of a session; `None` on overflow.
-    pub(crate) fn layout(&self, chunk: usize) -> Option<SessionLayout> {
+    /// Buffer sizes of a session whose steps take `chunk` tokens; an overflow (of them,
+    /// or of the 3C and 4C rows) is [`Error::ConfigTooLarge`] naming `n_embd`.
+    pub(crate) fn layout(&self, chunk: usize) -> Result<SessionLayout, Error> {
+        self.sizes(chunk).ok_or(Error::ConfigTooLarge {
+            key: MetaKey::NEmbd,
+            max: u32::MAX,
+        })
+    }
+
+    fn sizes(&self, chunk: usize) -> Option<SessionLayout> {
         let (c, t, v) = (self.n_embd, self.block_size, self.vocab_size);
         let n_i8 = c.checked_mul(4)?.checked_mul(chunk)?;
         let n_f32 = c

@@ -1,9 +1,33 @@
-//! Every way loading or running a model can fail: one small `Copy` enum, no heap payloads.
+//! Every way loading or running a model can fail: small `Copy` enums, no heap payloads.
 //!
 //! Payloads name things the way the file does: tensors by [`TensorId`]
 //! (`h.3.attn.c_attn.weight_scale`), metadata keys by [`MetaKey`] (`folio.n_embd`).
+//! Each variant is declared on one row with its message, which is also its doc.
 use crate::names::{Dtype, MetaKey, TensorId};
 use core::fmt;
+
+/// An enum and its `Display`, one row a variant: `Variant { fields } => "message", args`,
+/// the message a `write!` format over the fields (and the variant's doc).
+macro_rules! messages {
+    ($(#[$a:meta])* $name:ident {
+        $($(#[$va:meta])* $v:ident $({ $($f:ident: $t:ty),* })? => $msg:literal $(, $arg:expr)*;)*
+    }) => {
+        $(#[$a])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[allow(missing_docs)] // fields: named in the message
+        pub enum $name {
+            $(#[doc = $msg] $(#[$va])* $v $({ $($f: $t),* })?,)*
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match *self {
+                    $(Self::$v $({ $($f),* })? => write!(f, $msg $(, $arg)*),)*
+                }
+            }
+        }
+    };
+}
 
 /// A sampler setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,299 +38,100 @@ pub enum SamplerParam {
     TopP,
 }
 
-/// What is wrong with one tensor (see [`Error::Tensor`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TensorProblem {
-    /// A tensor the config requires is absent.
-    Missing,
-    /// Its data does not begin where the previous entry's ended (a gap, an overlap, or
-    /// entries out of data order).
-    NotContiguous,
-    /// Its `data_offsets` lie outside the data section (or `begin > end`).
-    OutOfRange,
-    /// `end - begin` differs from the shape's element count times the dtype size.
-    Length,
-    /// A dtype its role does not allow.
-    Dtype(Dtype),
-    /// A shape other than the one the config implies.
-    Shape,
-    /// Its offset is not a multiple of its element size.
-    Misaligned,
-    /// It is quantised but its matrix has this many columns, not a multiple of 32.
-    QuantCols(u32),
-    /// A `NAME_scale` without a quantised (I8/U8) `NAME`.
-    ScaleWithoutWeight,
-    /// A quantised (I8/U8) `NAME` without its `NAME_scale`.
-    WeightWithoutScale,
-}
-
-/// Everything that can go wrong in the runtime.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// The file is shorter than the 8-byte header-length prefix.
-    TooShort {
-        /// File length in bytes.
-        len: usize,
-    },
-    /// The header length runs past the end of the file.
-    HeaderTooLong {
-        /// Header length from the prefix.
-        header_len: u64,
-        /// File length in bytes.
-        file_len: usize,
-    },
-    /// The header bytes are not UTF-8.
-    HeaderNotUtf8,
-    /// The header is not valid JSON, or not the safetensors shape of JSON.
-    BadJson {
-        /// Byte offset into the header where reading stopped.
-        offset: usize,
-    },
-    /// A tensor's dtype string is none that safetensors defines.
-    UnknownDtype {
-        /// Byte offset into the header of the dtype key.
-        offset: usize,
-    },
-    /// A key appears twice in one JSON object (tensor names, `__metadata__`, its keys).
-    DuplicateName {
-        /// Byte offset into the header of the second occurrence.
-        offset: usize,
-    },
-    /// The header lists more tensors than [`crate::MAX_TENSORS`].
-    TooManyTensors {
-        /// The capacity.
-        max: u32,
-    },
-    /// `__metadata__` has more keys than the runtime's capacity (64).
-    TooManyMetadata {
-        /// The capacity.
-        max: u32,
-    },
-    /// A tensor name or metadata key is longer than the runtime's limit (256 bytes).
-    KeyTooLong {
-        /// Byte offset into the header of the key.
-        offset: usize,
-        /// The limit in bytes.
-        max: u32,
-    },
-    /// A required `__metadata__` key is absent (or there is no `__metadata__` at all).
-    MissingMetadata {
-        /// Which key.
-        key: MetaKey,
-    },
-    /// `folio.format` is `"1"`: the file predates format 2.
-    Format1,
-    /// A metadata value is not what docs/FORMAT.md allows (see [`MetaKey::expected`]).
-    BadMetadata {
-        /// Which key.
-        key: MetaKey,
-    },
-    /// `n_embd % n_head != 0`.
-    HeadsDoNotDivide {
-        /// `n_embd`.
-        n_embd: u32,
-        /// `n_head`.
-        n_head: u32,
-    },
-    /// A size exceeds the runtime's fixed capacity (see the crate docs) or overflows the
-    /// sizes derived from it.
-    ConfigTooLarge {
-        /// Which key.
-        key: MetaKey,
-        /// The largest value accepted (`u32::MAX` where the limit is arithmetic overflow).
-        max: u32,
-    },
-    /// `folio.vocab` has a different number of characters than `vocab_size`.
-    VocabLength {
-        /// `vocab_size`.
-        expected: u32,
-        /// Characters in `folio.vocab`.
-        found: u32,
-    },
-    /// A character appears twice in `folio.vocab`.
-    DuplicateVocab {
-        /// Token id of the second occurrence.
-        index: u32,
-        /// The character.
-        ch: char,
-    },
-    /// The data section does not start at a 4-byte aligned address, so its tensors
-    /// cannot be viewed in place.
-    DataMisaligned {
-        /// File offset of the data section (`8 + header length`).
-        offset: usize,
-    },
-    /// The data section continues after the last tensor's data.
-    TrailingData {
-        /// Bytes after the last tensor.
-        bytes: usize,
-    },
-    /// One tensor is wrong.
-    Tensor {
-        /// The tensor (`(unused tensor)` for a name folio does not know).
-        tensor: TensorId,
-        /// What is wrong with it.
-        problem: TensorProblem,
-    },
-    /// The memory given to [`crate::Model::session`] is smaller than
-    /// [`crate::Model::session_bytes`].
-    SessionTooSmall {
-        /// Bytes needed.
-        needed: usize,
-        /// Bytes given.
-        got: usize,
-    },
-    /// Session memory cannot be aligned for its f32 buffers.
-    BufferMisaligned,
-    /// A token id is not below `vocab_size`.
-    TokenOutOfRange {
-        /// The token.
-        token: u32,
-        /// `vocab_size`.
-        vocab_size: u32,
-    },
-    /// A position is not below `block_size`.
-    PositionOutOfRange {
-        /// The position.
-        pos: usize,
-        /// `block_size`.
-        block_size: usize,
-    },
-    /// The text holds a character that is not in the vocabulary.
-    UnknownChar {
-        /// The character.
-        ch: char,
-        /// Its index in the text, counted in characters.
-        pos: usize,
-    },
-    /// A sampler setting is out of range.
-    BadSamplerParam {
-        /// Which setting.
-        param: SamplerParam,
-    },
-    /// An output or scratch buffer given by the caller is too short.
-    BufferTooSmall {
-        /// Elements needed.
-        needed: usize,
-    },
-    /// [`crate::Generator::next`] was called before a non-empty prompt.
-    EmptyPrompt,
-    /// The sampler was given a NaN or infinite logit (non-finite weights, or an overflow in
-    /// the forward pass): no token can be drawn from it.
-    NonFiniteLogit {
-        /// Token id of the first non-finite logit.
-        token: u32,
-    },
-}
-
-impl fmt::Display for TensorProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::Missing => f.write_str("is missing"),
-            Self::NotContiguous => f.write_str(
-                "does not begin where the previous tensor ends (format 2 stores tensors back to back, in header order)",
-            ),
-            Self::OutOfRange => f.write_str("has data_offsets outside the data section"),
-            Self::Length => f.write_str("has data_offsets whose length does not match shape and dtype"),
-            Self::Dtype(d) => write!(f, "has unexpected dtype {}", d.as_str()),
-            Self::Shape => f.write_str("has the wrong shape for the config"),
-            Self::Misaligned => f.write_str("is not aligned to its element size"),
-            Self::QuantCols(cols) => {
-                write!(f, "is quantised but has {cols} columns, not a multiple of 32")
-            }
-            Self::ScaleWithoutWeight => f.write_str("has a _scale but is not quantised (I8/U8)"),
-            Self::WeightWithoutScale => f.write_str("is quantised (I8/U8) but has no _scale"),
-        }
+messages! {
+    /// What is wrong with one tensor (see [`Error::Tensor`]).
+    TensorProblem {
+        /// (a tensor the config requires)
+        Missing => "is missing";
+        /// (a gap, an overlap, or entries out of data order)
+        NotContiguous =>
+            "does not begin where the previous tensor ends (format 2 stores tensors back to back, in header order)";
+        /// (or `begin > end`)
+        OutOfRange => "has data_offsets outside the data section";
+        /// (`end - begin` is not the element count times the dtype size)
+        Length => "has data_offsets whose length does not match shape and dtype";
+        /// (one its role does not allow)
+        Dtype { dtype: Dtype } => "has unexpected dtype {}", dtype.as_str();
+        /// (the config implies another)
+        Shape => "has the wrong shape for the config";
+        /// (its offset is not a multiple of its element size)
+        Misaligned => "is not aligned to its element size";
+        /// (the matrix's columns)
+        QuantCols { cols: u32 } => "is quantised but has {cols} columns, not a multiple of 32";
+        ScaleWithoutWeight => "has a _scale but is not quantised (I8/U8)";
+        WeightWithoutScale => "is quantised (I8/U8) but has no _scale";
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::TooShort { len } => write!(
-                f,
-                "file is {len} bytes, shorter than the 8-byte safetensors header length"
-            ),
-            Self::HeaderTooLong {
-                header_len,
-                file_len,
-            } => write!(
-                f,
-                "header length {header_len} runs past the end of the {file_len}-byte file"
-            ),
-            Self::HeaderNotUtf8 => f.write_str("header is not UTF-8"),
-            Self::BadJson { offset } => {
-                write!(f, "header is not valid safetensors JSON (at byte {offset})")
-            }
-            Self::UnknownDtype { offset } => {
-                write!(f, "unknown tensor dtype (header byte {offset})")
-            }
-            Self::DuplicateName { offset } => {
-                write!(f, "a key appears twice in one header object (at byte {offset})")
-            }
-            Self::TooManyTensors { max } => write!(f, "more than {max} tensors in the header"),
-            Self::TooManyMetadata { max } => write!(f, "more than {max} metadata keys"),
-            Self::KeyTooLong { offset, max } => {
-                write!(f, "a key is longer than {max} bytes (header byte {offset})")
-            }
-            Self::MissingMetadata { key } => write!(f, "missing metadata key {}", key.as_str()),
-            Self::Format1 => f.write_str(
-                "this is a format 1 file; upgrade it with `exporter convert FILE --out NEW_FILE`",
-            ),
-            Self::BadMetadata { key } => {
-                write!(f, "metadata {} must be {}", key.as_str(), key.expected())
-            }
-            Self::HeadsDoNotDivide { n_embd, n_head } => {
-                write!(f, "n_embd {n_embd} is not a multiple of n_head {n_head}")
-            }
-            Self::ConfigTooLarge { key, max } => write!(
-                f,
-                "metadata {} exceeds the runtime capacity {max}",
-                key.as_str()
-            ),
-            Self::VocabLength { expected, found } => write!(
-                f,
-                "folio.vocab has {found} characters, folio.vocab_size is {expected}"
-            ),
-            Self::DuplicateVocab { index, ch } => {
-                write!(f, "folio.vocab character {index} repeats {ch:?}")
-            }
-            Self::DataMisaligned { offset } => write!(
-                f,
-                "the tensor data (file offset {offset}) is not at a 4-byte aligned address: place the file so that it is (the folio CLI copies such files)"
-            ),
-            Self::TrailingData { bytes } => {
-                write!(f, "{bytes} bytes of data follow the last tensor")
-            }
-            Self::Tensor { tensor, problem } => write!(f, "tensor {tensor} {problem}"),
-            Self::SessionTooSmall { needed, got } => {
-                write!(f, "session memory is {got} bytes, {needed} needed")
-            }
-            Self::BufferMisaligned => f.write_str("session memory cannot be 4-byte aligned"),
-            Self::TokenOutOfRange { token, vocab_size } => {
-                write!(f, "token {token} is not below vocab_size {vocab_size}")
-            }
-            Self::PositionOutOfRange { pos, block_size } => {
-                write!(f, "position {pos} is not below block_size {block_size}")
-            }
-            Self::UnknownChar { ch, pos } => write!(
-                f,
-                "character {ch:?} at position {pos} is not in the vocabulary"
-            ),
-            Self::BadSamplerParam { param } => match param {
-                SamplerParam::Temperature => f.write_str("temperature must be finite and >= 0"),
-                SamplerParam::TopP => f.write_str("top_p must be in (0, 1]"),
-            },
-            Self::BufferTooSmall { needed } => {
-                write!(f, "buffer too small: {needed} elements needed")
-            }
-            Self::EmptyPrompt => f.write_str("the prompt is empty"),
-            Self::NonFiniteLogit { token } => write!(
-                f,
-                "the logit of token {token} is NaN or infinite (the model's weights or activations are not finite)"
-            ),
-        }
+messages! {
+    /// Everything that can go wrong in the runtime. Byte offsets are into the header
+    /// JSON.
+    #[non_exhaustive]
+    Error {
+        TooShort { len: usize } =>
+            "file is {len} bytes, shorter than the 8-byte safetensors header length";
+        HeaderTooLong { header_len: u64, file_len: usize } =>
+            "header length {header_len} runs past the end of the {file_len}-byte file";
+        HeaderNotUtf8 => "header is not UTF-8";
+        /// (or not the safetensors shape of JSON)
+        BadJson { offset: usize } => "header is not valid safetensors JSON (at byte {offset})";
+        /// (none that safetensors defines)
+        UnknownDtype { offset: usize } => "unknown tensor dtype (header byte {offset})";
+        /// (tensor names, `__metadata__`, its keys; `offset`: of the second occurrence)
+        DuplicateName { offset: usize } =>
+            "a key appears twice in one header object (at byte {offset})";
+        /// (more than [`crate::MAX_TENSORS`])
+        TooManyTensors { max: u32 } => "more than {max} tensors in the header";
+        /// (more than [`crate::header::MAX_METADATA`])
+        TooManyMetadata { max: u32 } => "more than {max} metadata keys";
+        /// (a tensor name or metadata key longer than [`crate::header::MAX_KEY`])
+        KeyTooLong { offset: usize, max: u32 } =>
+            "a key is longer than {max} bytes (header byte {offset})";
+        /// (or there is no `__metadata__` at all)
+        MissingMetadata { key: MetaKey } => "missing metadata key {}", key.as_str();
+        Format1 =>
+            "this is a format 1 file; upgrade it with `exporter convert FILE --out NEW_FILE`";
+        /// (see [`MetaKey::expected`])
+        BadMetadata { key: MetaKey } => "metadata {} must be {}", key.as_str(), key.expected();
+        HeadsDoNotDivide { n_embd: u32, n_head: u32 } =>
+            "n_embd {n_embd} is not a multiple of n_head {n_head}";
+        /// (a fixed capacity, see the crate docs, or `u32::MAX` where the limit is an
+        /// overflow of the sizes derived from it)
+        ConfigTooLarge { key: MetaKey, max: u32 } =>
+            "metadata {} exceeds the runtime capacity {max}", key.as_str();
+        VocabLength { expected: u32, found: u32 } =>
+            "folio.vocab has {found} characters, folio.vocab_size is {expected}";
+        /// (`index`: the token id of the second occurrence)
+        DuplicateVocab { index: u32, ch: char } => "folio.vocab character {index} repeats {ch:?}";
+        /// (`offset`: `8 + header length`; tensors are viewed in place)
+        DataMisaligned { offset: usize } =>
+            "the tensor data (file offset {offset}) is not at a 4-byte aligned address: place the file so that it is (the folio CLI copies such files)";
+        TrailingData { bytes: usize } => "{bytes} bytes of data follow the last tensor";
+        /// (`(unused tensor)` for a name folio does not know)
+        Tensor { tensor: TensorId, problem: TensorProblem } => "tensor {tensor} {problem}";
+        /// (see [`crate::Model::session_bytes`])
+        SessionTooSmall { needed: usize, got: usize } =>
+            "session memory is {got} bytes, {needed} needed";
+        /// (for the session's f32 buffers)
+        BufferMisaligned => "session memory cannot be 4-byte aligned";
+        TokenOutOfRange { token: u32, vocab_size: u32 } =>
+            "token {token} is not below vocab_size {vocab_size}";
+        PositionOutOfRange { pos: usize, block_size: usize } =>
+            "position {pos} is not below block_size {block_size}";
+        /// (`pos`: its index in the text, counted in characters)
+        UnknownChar { ch: char, pos: usize } =>
+            "character {ch:?} at position {pos} is not in the vocabulary";
+        BadSamplerParam { param: SamplerParam } => "{}", match param {
+            SamplerParam::Temperature => "temperature must be finite and >= 0",
+            SamplerParam::TopP => "top_p must be in (0, 1]",
+        };
+        /// (an output or scratch buffer given by the caller; `needed` elements)
+        BufferTooSmall { needed: usize } => "buffer too small: {needed} elements needed";
+        /// (by [`crate::Generator::next`] before a non-empty prompt)
+        EmptyPrompt => "the prompt is empty";
+        /// (non-finite weights, or an overflow in the forward pass: no token can be drawn)
+        NonFiniteLogit { token: u32 } =>
+            "the logit of token {token} is NaN or infinite (the model's weights or activations are not finite)";
     }
 }
 

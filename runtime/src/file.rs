@@ -198,27 +198,21 @@ pub fn require_regular(meta: &Metadata) -> io::Result<()> {
 /// What a non-regular file is, in words ("a directory", "a FIFO", ...).
 pub fn file_kind(meta: &Metadata) -> &'static str {
     let ft = meta.file_type();
-    if ft.is_file() {
-        return "a regular file";
-    }
-    if ft.is_dir() {
-        return "a directory";
-    }
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "a FIFO (named pipe)";
-        }
-        if ft.is_socket() {
-            return "a socket";
-        }
-        if ft.is_char_device() {
-            return "a character device";
-        }
-        if ft.is_block_device() {
-            return "a block device";
-        }
-    }
-    "a special file"
+    use std::os::unix::fs::FileTypeExt;
+    #[cfg(unix)]
+    let special: [(bool, &str); 4] = [
+        (ft.is_fifo(), "a FIFO (named pipe)"),
+        (ft.is_socket(), "a socket"),
+        (ft.is_char_device(), "a character device"),
+        (ft.is_block_device(), "a block device"),
+    ];
+    #[cfg(not(unix))]
+    let special: [(bool, &str); 0] = [];
+    let kinds = [
+        (ft.is_file(), "a regular file"),
+        (ft.is_dir(), "a directory"),
+    ];
+    let found = kinds.into_iter().chain(special).find(|k| k.0);
+    found.map_or("a special file", |k| k.1)
 }

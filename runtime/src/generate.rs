@@ -148,24 +148,9 @@ impl<'s, 'a> Generator<'s, 'a> {
         self.session.history.get(..self.len).unwrap_or(&[])
     }
 
-    /// The context policy.
-    pub fn mode(&self) -> ContextMode {
-        self.mode
-    }
-
     /// The session (e.g. for its logits after `next`).
     pub fn session(&self) -> &Session<'s, 'a> {
         &self.session
-    }
-
-    /// The sampler.
-    pub fn sampler(&self) -> &Sampler {
-        &self.sampler
-    }
-
-    /// Take the session and sampler back.
-    pub fn into_parts(self) -> (Session<'s, 'a>, Sampler) {
-        (self.session, self.sampler)
     }
 }
 

@@ -9,7 +9,7 @@
 //! Entries and metadata values are then read back from the text on demand; strings stay
 //! raw (escapes in place) and [`unescape`] decodes them.
 use crate::error::Error;
-use crate::names::Dtype;
+use crate::names::{Dtype, MetaKey};
 use core::str::Chars;
 
 /// Dimensions of a tensor shape that are stored; more are counted, not kept.
@@ -106,24 +106,14 @@ fn same(a: &str, b: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // The reader
 
-/// A cursor over JSON text; every error is [`Error::BadJson`] at the cursor. A `trusted`
-/// reader walks text [`Header::parse`] has validated: it skips re-checking escapes.
+/// A cursor over JSON text; every error is [`Error::BadJson`] at the cursor.
 #[derive(Clone, Debug)]
 struct Reader<'a> {
     s: &'a str,
     pos: usize,
-    trusted: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn trusted(s: &'a str, pos: usize) -> Self {
-        Reader {
-            s,
-            pos,
-            trusted: true,
-        }
-    }
-
     fn bad(&self) -> Error {
         Error::BadJson { offset: self.pos }
     }
@@ -162,7 +152,7 @@ impl<'a> Reader<'a> {
         let raw = self.s.get(start..self.pos).ok_or(self.bad())?;
         self.pos += 1;
         let mut chars = raw.chars();
-        while let Some(c) = next_char(&mut chars).filter(|_| !self.trusted) {
+        while let Some(c) = next_char(&mut chars) {
             c.ok_or(Error::BadJson { offset: start })?;
         }
         Ok(raw)
@@ -218,21 +208,6 @@ impl<'a> Reader<'a> {
         self.expect(b']').map(|()| false)
     }
 
-    /// Skip a validated object of a folio header (a tensor entry or the metadata: no
-    /// object nests in them, and only strings hold quotes or braces).
-    fn skip_object(&mut self) -> Result<(), Error> {
-        self.expect(b'{')?;
-        loop {
-            match self.s.as_bytes().get(self.pos).ok_or(self.bad())? {
-                b'"' => self.string().map(drop)?,
-                b'}' => break,
-                _ => self.pos += 1,
-            }
-        }
-        self.pos += 1;
-        Ok(())
-    }
-
     /// An object of string values: `f(key, key offset, value)` for each member.
     fn strings(
         &mut self,
@@ -246,36 +221,24 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The keys of one object seen so far, to find a repeat (however escaped) pairwise.
-struct Keys<'a, const N: usize> {
-    seen: [&'a str; N],
-    n: usize,
-}
-
-impl<'a, const N: usize> Keys<'a, N> {
-    fn new() -> Self {
-        Keys {
-            seen: [""; N],
-            n: 0,
-        }
+/// Record the key `key` (at `at`) of one object in `seen`, where a repeat (however
+/// escaped) is found pairwise; `full` when `seen` is.
+fn add_key<'a, const N: usize>(
+    seen: &mut heapless::Vec<&'a str, N>,
+    key: &'a str,
+    at: usize,
+    full: Error,
+) -> Result<(), Error> {
+    if key.len() > MAX_KEY {
+        return Err(Error::KeyTooLong {
+            offset: at,
+            max: MAX_KEY as u32,
+        });
     }
-
-    /// Record the key `key` (at `at`), or fail with `full` when `N` are recorded.
-    fn add(&mut self, key: &'a str, at: usize, full: Error) -> Result<(), Error> {
-        if key.len() > MAX_KEY {
-            return Err(Error::KeyTooLong {
-                offset: at,
-                max: MAX_KEY as u32,
-            });
-        }
-        let seen = self.seen.get(..self.n).unwrap_or(&[]);
-        if seen.iter().any(|k| same(k, key)) {
-            return Err(Error::DuplicateName { offset: at });
-        }
-        *self.seen.get_mut(self.n).ok_or(full)? = key;
-        self.n += 1;
-        Ok(())
+    if seen.iter().any(|k| same(k, key)) {
+        return Err(Error::DuplicateName { offset: at });
     }
+    seen.push(key).map_err(|_| full)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -298,8 +261,6 @@ pub struct TensorInfo<'a> {
     pub begin: u64,
     /// `data_offsets[1]`.
     pub end: u64,
-    /// Byte offset of the entry in the header (for error messages).
-    pub offset: usize,
 }
 
 impl<'a> TensorInfo<'a> {
@@ -318,11 +279,7 @@ impl<'a> TensorInfo<'a> {
 }
 
 /// Read a tensor entry's object (the cursor is at its `{`).
-fn entry<'a>(
-    r: &mut Reader<'a>,
-    name_raw: &'a str,
-    offset: usize,
-) -> Result<TensorInfo<'a>, Error> {
+fn entry<'a>(r: &mut Reader<'a>, name_raw: &'a str) -> Result<TensorInfo<'a>, Error> {
     let (mut dtype, mut dims, mut offsets) = (None, None, None);
     let mut open = true;
     while let Some((key, at)) = r.key(&mut open)? {
@@ -363,7 +320,6 @@ fn entry<'a>(
         numel,
         begin,
         end,
-        offset,
     })
 }
 
@@ -371,11 +327,14 @@ fn entry<'a>(
 #[derive(Clone, Copy, Debug)]
 pub struct Header<'a> {
     json: &'a str,
-    data: &'a [u8],
-    data_offset: usize,
     /// Offset of the `__metadata__` object in `json`.
     meta: Option<usize>,
-    n_tensors: usize,
+    /// The data section.
+    pub data: &'a [u8],
+    /// File offset of the data section (`8 + N`).
+    pub data_offset: usize,
+    /// Number of tensor entries.
+    pub tensor_count: usize,
 }
 
 impl<'a> Header<'a> {
@@ -400,31 +359,28 @@ impl<'a> Header<'a> {
             return Err(too_long);
         };
         let json = core::str::from_utf8(head).map_err(|_| Error::HeaderNotUtf8)?;
-        let mut r = Reader {
-            trusted: false,
-            ..Reader::trusted(json, 0)
-        };
+        let mut r = Reader { s: json, pos: 0 };
         let (mut meta, mut n_tensors, mut open) = (None, 0, true);
         // The tensor names and `__metadata__`.
-        let mut keys = Keys::<'_, { MAX_TENSORS + 1 }>::new();
+        let mut keys = heapless::Vec::<_, { MAX_TENSORS + 1 }>::new();
         let too_many = Error::TooManyTensors {
             max: MAX_TENSORS as u32,
         };
         while let Some((key, at)) = r.key(&mut open)? {
-            keys.add(key, at, too_many)?;
+            add_key(&mut keys, key, at, too_many)?;
             r.peek();
             let start = r.pos;
             if same(key, META) {
-                let mut keys = Keys::<'_, MAX_METADATA>::new();
+                let mut keys = heapless::Vec::<_, MAX_METADATA>::new();
                 let too_many = Error::TooManyMetadata {
                     max: MAX_METADATA as u32,
                 };
-                r.strings(|k, k_at, _| keys.add(k, k_at, too_many))?;
+                r.strings(|k, k_at, _| add_key(&mut keys, k, k_at, too_many))?;
                 meta = Some(start);
             } else if n_tensors == MAX_TENSORS {
                 return Err(too_many);
             } else {
-                entry(&mut r, key, at)?;
+                entry(&mut r, key)?;
                 n_tensors += 1;
             }
         }
@@ -433,39 +389,39 @@ impl<'a> Header<'a> {
         }
         Ok(Header {
             json,
+            meta,
             data,
             data_offset,
-            meta,
-            n_tensors,
+            tensor_count: n_tensors,
         })
-    }
-
-    /// The data section.
-    pub fn data(&self) -> &'a [u8] {
-        self.data
-    }
-
-    /// File offset of the data section (`8 + N`).
-    pub fn data_offset(&self) -> usize {
-        self.data_offset
-    }
-
-    /// Number of tensor entries.
-    pub fn tensor_count(&self) -> usize {
-        self.n_tensors
     }
 
     /// The tensor entries, in header order.
     pub fn tensors(&self) -> Tensors<'a> {
         Tensors {
-            r: Reader::trusted(self.json, 0),
+            r: Reader {
+                s: self.json,
+                pos: 0,
+            },
             open: true,
         }
     }
 
+    /// The raw value of `key`; [`Error::MissingMetadata`] if it is absent.
+    pub fn folio(&self, key: MetaKey) -> Result<&'a str, Error> {
+        self.metadata(key.as_str())
+            .ok_or(Error::MissingMetadata { key })
+    }
+
     /// The raw (still escaped) string value of a `__metadata__` key, without the quotes.
     pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        let (mut r, mut found) = (Reader::trusted(self.json, self.meta?), None);
+        let (mut r, mut found) = (
+            Reader {
+                s: self.json,
+                pos: self.meta?,
+            },
+            None,
+        );
         let _ = r.strings(|k, _, v| {
             found = found.or(unescape(k).eq(key.chars()).then_some(v));
             Ok(())
@@ -486,11 +442,11 @@ impl<'a> Iterator for Tensors<'a> {
 
     fn next(&mut self) -> Option<TensorInfo<'a>> {
         loop {
-            let (key, at) = self.r.key(&mut self.open).ok()??;
+            let (key, _) = self.r.key(&mut self.open).ok()??;
             if !same(key, META) {
-                return entry(&mut self.r, key, at).ok();
+                return entry(&mut self.r, key).ok();
             }
-            self.r.skip_object().ok()?;
+            self.r.strings(|_, _, _| Ok(())).ok()?;
         }
     }
 }
@@ -508,10 +464,7 @@ mod tests {
     }
 
     fn reader(s: &str) -> Reader<'_> {
-        Reader {
-            trusted: false,
-            ..Reader::trusted(s, 0)
-        }
+        Reader { s, pos: 0 }
     }
 
     #[test]
@@ -564,7 +517,7 @@ mod tests {
                 "__metadata__":{"k":"v\"w", "\u006b2": ""} , "e":{"dtype":"I8","shape":[],"data_offsets":[12,13]}}   "#,
         );
         let h = Header::parse(&f).unwrap();
-        assert_eq!(h.tensor_count(), 2);
+        assert_eq!(h.tensor_count, 2);
         let all: Vec<_> = h.tensors().collect();
         assert_eq!(all[0].name().collect::<String>(), "t1");
         let t = all[0];
@@ -576,7 +529,7 @@ mod tests {
         assert_eq!(h.metadata("k"), Some(r#"v\"w"#));
         assert_eq!(h.metadata("k2"), Some(""));
         assert_eq!(h.metadata("z"), None);
-        assert_eq!(h.data_offset(), f.len());
+        assert_eq!(h.data_offset, f.len());
     }
 
     #[test]
@@ -680,6 +633,6 @@ mod tests {
         let mut f = file("{}");
         f.extend_from_slice(b"abc");
         let h = Header::parse(&f).unwrap();
-        assert_eq!((h.data(), h.data_offset()), (&b"abc"[..], 10));
+        assert_eq!((h.data, h.data_offset), (&b"abc"[..], 10));
     }
 }

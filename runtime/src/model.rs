@@ -15,7 +15,7 @@
 //! ```
 use crate::config::{Config, SessionLayout, ALIGN_SLACK};
 use crate::error::Error;
-use crate::header::{Header, TensorInfo, Tensors};
+use crate::header::{Header, TensorInfo};
 use crate::kv_cache::KvCache;
 use crate::names::{MetaKey, TensorId};
 use crate::sampler::Sampler;
@@ -40,15 +40,8 @@ impl<'a> Model<'a> {
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let header = Header::parse(bytes)?;
         let config = Config::from_header(&header)?;
-        let vocab = MetaKey::Vocab;
-        let raw = header
-            .metadata(vocab.as_str())
-            .ok_or(Error::MissingMetadata { key: vocab })?;
-        let tokenizer = Tokenizer::parse(raw, config.vocab_size)?;
-        let layout = config.layout(1).ok_or(Error::ConfigTooLarge {
-            key: MetaKey::NEmbd,
-            max: u32::MAX,
-        })?;
+        let tokenizer = Tokenizer::parse(header.folio(MetaKey::Vocab)?, config.vocab_size)?;
+        let layout = config.layout(1)?;
         let weights = weights::load(&header, &config)?;
         Ok(Model {
             header,
@@ -74,20 +67,9 @@ impl<'a> Model<'a> {
         &self.weights
     }
 
-    /// The raw (still JSON-escaped) string value of a `__metadata__` key, without the
-    /// quotes; decode it with [`crate::header::unescape`].
-    pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        self.header.metadata(key)
-    }
-
-    /// Every tensor of the header, in file order (used and ignored ones).
-    pub fn tensors(&self) -> Tensors<'a> {
-        self.header.tensors()
-    }
-
-    /// Number of tensors in the header.
-    pub fn tensor_count(&self) -> usize {
-        self.header.tensor_count()
+    /// The header: every tensor entry (used or ignored) and the raw `__metadata__` values.
+    pub fn header(&self) -> &Header<'a> {
+        &self.header
     }
 
     /// The role of a tensor of this file if the forward pass reads it, else `None`.
@@ -102,7 +84,10 @@ impl<'a> Model<'a> {
 
     /// Bytes of weights the forward pass reads.
     pub fn weight_bytes(&self) -> usize {
-        let used = self.tensors().filter(|t| self.tensor_id(t).is_some());
+        let used = self
+            .header
+            .tensors()
+            .filter(|t| self.tensor_id(t).is_some());
         used.map(|t| t.bytes() as usize).sum()
     }
 
@@ -119,7 +104,10 @@ impl<'a> Model<'a> {
     /// Size of a session whose prompt chunks hold `chunk` tokens (at most
     /// [`MAX_CHUNK`]; 1 gives [`Model::session_bytes`]); `None` on overflow.
     pub fn session_bytes_for(&self, chunk: usize) -> Option<usize> {
-        Some(self.config.layout(chunk.clamp(1, MAX_CHUNK))?.bytes)
+        self.config
+            .layout(chunk.clamp(1, MAX_CHUNK))
+            .ok()
+            .map(|l| l.bytes)
     }
 
     /// Start a session in caller memory (at least [`Model::session_bytes`] bytes, any
@@ -128,28 +116,25 @@ impl<'a> Model<'a> {
     /// ([`Model::session_bytes_for`]).
     pub fn session<'s>(&'s self, mem: &'s mut [u8]) -> Result<Session<'s, 'a>, Error> {
         let got = mem.len();
-        let too_small = Error::SessionTooSmall {
-            needed: self.layout.bytes,
-            got,
-        };
         let chunk = (2..=MAX_CHUNK)
             .rev()
             .find(|&p| self.session_bytes_for(p).is_some_and(|b| b <= got))
             .unwrap_or(1);
-        let l = self.config.layout(chunk).ok_or(too_small)?;
+        let l = self.config.layout(chunk)?;
         let off = mem.as_ptr().align_offset(core::mem::align_of::<f32>());
-        if got < l.bytes || off > ALIGN_SLACK {
-            return Err(if off > ALIGN_SLACK {
-                Error::BufferMisaligned
-            } else {
-                too_small
+        if off > ALIGN_SLACK {
+            return Err(Error::BufferMisaligned);
+        }
+        if got < l.bytes {
+            return Err(Error::SessionTooSmall {
+                needed: l.bytes,
+                got,
             });
         }
-        let mem = mem.get_mut(off..).ok_or(too_small)?;
-        let (fb, rest) = mem.split_at_mut_checked(l.n_f32 * 4).ok_or(too_small)?;
-        let (ub, rest) = rest.split_at_mut_checked(l.n_u32 * 4).ok_or(too_small)?;
-        let (hb, rest) = rest.split_at_mut_checked(l.n_f16 * 2).ok_or(too_small)?;
-        let ib = rest.get_mut(..l.n_i8).ok_or(too_small)?;
+        // The buffers below fit: `l.bytes` counts them and the slack.
+        let mut mem = mem.get_mut(off..).unwrap_or_default();
+        let (fb, ub) = (take(&mut mem, l.n_f32 * 4)?, take(&mut mem, l.n_u32 * 4)?);
+        let (hb, ib) = (take(&mut mem, l.n_f16 * 2)?, take(&mut mem, l.n_i8)?);
         let cast = |_| Error::BufferMisaligned;
         let mut f: &mut [f32] = bytemuck::try_cast_slice_mut(fb).map_err(cast)?;
         let mut u: &mut [u32] = bytemuck::try_cast_slice_mut(ub).map_err(cast)?;
@@ -315,9 +300,8 @@ impl<'s, 'a> Session<'s, 'a> {
                 .zip(rows(x, c))
                 .for_each(|(o, x)| layer.ln_1.apply(o, x, eps));
             // qkv (n, 3C) = c_attn · xn + b
-            layer.attn.matmul(qkv, xn, c, &mut self.act)?;
+            layer.attn.apply(qkv, xn, c, &mut self.act)?;
             for (i, r) in rows(qkv, 3 * c).enumerate() {
-                layer.attn_bias.add_to(r);
                 let kv = r.get(c..).unwrap_or(&[]);
                 let (k, v) = kv.split_at(kv.len() / 2);
                 self.kv.store(l, pos + i, k, v);
@@ -334,20 +318,15 @@ impl<'s, 'a> Session<'s, 'a> {
                     folio_kernels::attention_f16(yh, qh, kh, vh, c, pos + i + 1, self.scores);
                 }
             }
-            layer.attn_proj.matmul(tmp, y, c, &mut self.act)?;
-            rows(tmp, c).for_each(|r| layer.attn_proj_bias.add_to(r));
+            layer.attn_proj.apply(tmp, y, c, &mut self.act)?;
             add(x, tmp);
             rows(xn, c)
                 .zip(rows(x, c))
                 .for_each(|(o, x)| layer.ln_2.apply(o, x, eps));
             // hb (n, 4C) = gelu(c_fc · xn + b)
-            layer.fc.matmul(hb, xn, c, &mut self.act)?;
-            for r in rows(hb, 4 * c) {
-                layer.fc_bias.add_to(r);
-                folio_kernels::gelu_tanh(r);
-            }
-            layer.mlp_proj.matmul(tmp, hb, 4 * c, &mut self.act)?;
-            rows(tmp, c).for_each(|r| layer.mlp_proj_bias.add_to(r));
+            layer.fc.apply(hb, xn, c, &mut self.act)?;
+            rows(hb, 4 * c).for_each(folio_kernels::gelu_tanh);
+            layer.mlp_proj.apply(tmp, hb, 4 * c, &mut self.act)?;
             add(x, tmp);
         }
         Ok(())
@@ -373,11 +352,6 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Sample the next token from the last logits, with the session's own scratch.
     pub fn sample(&mut self, sampler: &mut Sampler) -> Result<u32, Error> {
         sampler.sample(self.logits, self.probs, self.idx)
-    }
-
-    /// Bytes of the KV cache.
-    pub fn kv_bytes(&self) -> usize {
-        self.kv.bytes()
     }
 }
 

@@ -8,79 +8,48 @@ use core::fmt;
 /// is an unused tensor.
 pub const MAX_NAME: usize = 96;
 
-/// A model tensor, as the loader knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TensorId {
-    /// Which tensor of the GPT-2 layout.
-    pub kind: TensorKind,
-    /// Layer index for per-layer tensors (`h.{layer}.…`), 0 otherwise.
-    pub layer: u8,
-    /// True for the `NAME_scale` companion of a quantised `NAME`.
-    pub scale: bool,
+/// A field-less enum and its table `$table`, one row a variant in declaration order (so
+/// `$table[v as usize]` is `v`'s row): the variant, its spelling in the file (also its
+/// doc) and one fact about it. Each name is written once.
+macro_rules! spelled {
+    ($(#[$a:meta])* $name:ident, $table:ident: $fact:ty {
+        $($(#[$va:meta])* $v:ident = $s:literal, $x:expr;)*
+    }) => {
+        $(#[$a])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $(#[doc = concat!("`", $s, "`")] $(#[$va])* $v,)*
+        }
+        const $table: &[($name, &str, $fact)] = &[$(($name::$v, $s, $x),)*];
+    };
 }
 
-/// The tensors of docs/FORMAT.md, by role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TensorKind {
-    /// `wte.weight` `[V, C]`.
-    Wte,
-    /// `wpe.weight` `[T, C]`.
-    Wpe,
-    /// `h.{i}.ln_1.weight` `[C]`.
-    Ln1Weight,
-    /// `h.{i}.ln_1.bias` `[C]`.
-    Ln1Bias,
-    /// `h.{i}.attn.c_attn.weight` `[3C, C]`.
-    AttnWeight,
-    /// `h.{i}.attn.c_attn.bias` `[3C]`.
-    AttnBias,
-    /// `h.{i}.attn.c_proj.weight` `[C, C]`.
-    AttnProjWeight,
-    /// `h.{i}.attn.c_proj.bias` `[C]`.
-    AttnProjBias,
-    /// `h.{i}.ln_2.weight` `[C]`.
-    Ln2Weight,
-    /// `h.{i}.ln_2.bias` `[C]`.
-    Ln2Bias,
-    /// `h.{i}.mlp.c_fc.weight` `[4C, C]`.
-    FcWeight,
-    /// `h.{i}.mlp.c_fc.bias` `[4C]`.
-    FcBias,
-    /// `h.{i}.mlp.c_proj.weight` `[C, 4C]`.
-    MlpProjWeight,
-    /// `h.{i}.mlp.c_proj.bias` `[C]`.
-    MlpProjBias,
-    /// `ln_f.weight` `[C]`.
-    LnFWeight,
-    /// `ln_f.bias` `[C]`.
-    LnFBias,
-    /// `lm_head.weight` `[V, C]` (untied models only).
-    LmHead,
-    /// A tensor whose name folio does not use (ignored, but its offsets are still checked).
-    Other,
+spelled! {
+    /// The tensors of docs/FORMAT.md, by role (the per-layer ones under `h.{i}.`), and
+    /// whether each is a 2-D weight (one that may be quantised).
+    TensorKind, KINDS: bool {
+        Wte = "wte.weight", true;
+        Wpe = "wpe.weight", true;
+        Ln1Weight = "ln_1.weight", false;
+        Ln1Bias = "ln_1.bias", false;
+        AttnWeight = "attn.c_attn.weight", true;
+        AttnBias = "attn.c_attn.bias", false;
+        AttnProjWeight = "attn.c_proj.weight", true;
+        AttnProjBias = "attn.c_proj.bias", false;
+        Ln2Weight = "ln_2.weight", false;
+        Ln2Bias = "ln_2.bias", false;
+        FcWeight = "mlp.c_fc.weight", true;
+        FcBias = "mlp.c_fc.bias", false;
+        MlpProjWeight = "mlp.c_proj.weight", true;
+        MlpProjBias = "mlp.c_proj.bias", false;
+        LnFWeight = "ln_f.weight", false;
+        LnFBias = "ln_f.bias", false;
+        /// (untied models only)
+        LmHead = "lm_head.weight", true;
+        /// A tensor whose name folio does not use (ignored, but its offsets are checked).
+        Other = "(unused tensor)", false;
+    }
 }
-
-/// Every kind but `Other` (in declaration order), its name without the `h.{i}.` prefix of
-/// the per-layer kinds, and whether it is a 2-D weight.
-const NAMES: [(TensorKind, &str, bool); 17] = [
-    (TensorKind::Wte, "wte.weight", true),
-    (TensorKind::Wpe, "wpe.weight", true),
-    (TensorKind::Ln1Weight, "ln_1.weight", false),
-    (TensorKind::Ln1Bias, "ln_1.bias", false),
-    (TensorKind::AttnWeight, "attn.c_attn.weight", true),
-    (TensorKind::AttnBias, "attn.c_attn.bias", false),
-    (TensorKind::AttnProjWeight, "attn.c_proj.weight", true),
-    (TensorKind::AttnProjBias, "attn.c_proj.bias", false),
-    (TensorKind::Ln2Weight, "ln_2.weight", false),
-    (TensorKind::Ln2Bias, "ln_2.bias", false),
-    (TensorKind::FcWeight, "mlp.c_fc.weight", true),
-    (TensorKind::FcBias, "mlp.c_fc.bias", false),
-    (TensorKind::MlpProjWeight, "mlp.c_proj.weight", true),
-    (TensorKind::MlpProjBias, "mlp.c_proj.bias", false),
-    (TensorKind::LnFWeight, "ln_f.weight", false),
-    (TensorKind::LnFBias, "ln_f.bias", false),
-    (TensorKind::LmHead, "lm_head.weight", true),
-];
 
 /// Per-layer tensors: the kinds `Ln1Weight..=MlpProjBias`, in declaration order.
 pub const LAYER_TENSORS: usize = 12;
@@ -94,13 +63,24 @@ impl TensorKind {
 
     /// The name without the `h.{i}.` prefix (or the full name for global tensors).
     pub fn suffix(self) -> &'static str {
-        NAMES.get(self as usize).map_or("(unused tensor)", |n| n.1)
+        KINDS.get(self as usize).map_or("", |n| n.1)
     }
 
     /// True for the 2-D weights (the ones that may be quantised).
     pub fn is_matrix(self) -> bool {
-        NAMES.get(self as usize).is_some_and(|n| n.2)
+        KINDS.get(self as usize).is_some_and(|n| n.2)
     }
+}
+
+/// A model tensor, as the loader knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TensorId {
+    /// Which tensor of the GPT-2 layout.
+    pub kind: TensorKind,
+    /// Layer index for per-layer tensors (`h.{layer}.…`), 0 otherwise.
+    pub layer: u8,
+    /// True for the `NAME_scale` companion of a quantised `NAME`.
+    pub scale: bool,
 }
 
 impl TensorId {
@@ -146,53 +126,33 @@ pub fn tensor_id(name: &str) -> Option<TensorId> {
         }
         None => (base, None),
     };
-    let per_layer = layer.is_some();
-    let &(kind, ..) = NAMES
-        .iter()
-        .find(|(k, n, _)| *n == suffix && k.per_layer() == per_layer)?;
+    let &(kind, ..) = KINDS.iter().find(|(k, n, _)| {
+        *n == suffix && k.per_layer() == layer.is_some() && *k != TensorKind::Other
+    })?;
     let layer = layer.unwrap_or(0);
     (!scale || kind.is_matrix()).then_some(TensorId { kind, layer, scale })
 }
 
-/// A safetensors dtype.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
-pub enum Dtype {
-    Bool,
-    U8,
-    I8,
-    F8E5M2,
-    F8E4M3,
-    I16,
-    U16,
-    F16,
-    BF16,
-    I32,
-    U32,
-    F32,
-    F64,
-    I64,
-    U64,
+spelled! {
+    /// A safetensors dtype, and its size in bytes.
+    Dtype, DTYPES: u8 {
+        Bool = "BOOL", 1;
+        U8 = "U8", 1;
+        I8 = "I8", 1;
+        F8E5M2 = "F8_E5M2", 1;
+        F8E4M3 = "F8_E4M3", 1;
+        I16 = "I16", 2;
+        U16 = "U16", 2;
+        F16 = "F16", 2;
+        BF16 = "BF16", 2;
+        I32 = "I32", 4;
+        U32 = "U32", 4;
+        F32 = "F32", 4;
+        F64 = "F64", 8;
+        I64 = "I64", 8;
+        U64 = "U64", 8;
+    }
 }
-
-/// Each dtype (in declaration order), as safetensors spells it, and its size in bytes.
-const DTYPES: [(Dtype, &str, u8); 15] = [
-    (Dtype::Bool, "BOOL", 1),
-    (Dtype::U8, "U8", 1),
-    (Dtype::I8, "I8", 1),
-    (Dtype::F8E5M2, "F8_E5M2", 1),
-    (Dtype::F8E4M3, "F8_E4M3", 1),
-    (Dtype::I16, "I16", 2),
-    (Dtype::U16, "U16", 2),
-    (Dtype::F16, "F16", 2),
-    (Dtype::BF16, "BF16", 2),
-    (Dtype::I32, "I32", 4),
-    (Dtype::U32, "U32", 4),
-    (Dtype::F32, "F32", 4),
-    (Dtype::F64, "F64", 8),
-    (Dtype::I64, "I64", 8),
-    (Dtype::U64, "U64", 8),
-];
 
 impl Dtype {
     /// Bytes per element.
@@ -214,50 +174,30 @@ impl Dtype {
     }
 }
 
-/// A `__metadata__` key of docs/FORMAT.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetaKey {
-    /// `folio.format`: `"2"`.
-    Format,
-    /// `folio.vocab_size`.
-    VocabSize,
-    /// `folio.block_size`.
-    BlockSize,
-    /// `folio.n_embd`.
-    NEmbd,
-    /// `folio.n_head`.
-    NHead,
-    /// `folio.n_layer`.
-    NLayer,
-    /// `folio.layer_norm_eps`.
-    LayerNormEps,
-    /// `folio.activation`: `"gelu_tanh"`.
-    Activation,
-    /// `folio.tied_embeddings`: `"true"` or `"false"`.
-    TiedEmbeddings,
-    /// `folio.vocab`: token `i` is the string's `i`-th character.
-    Vocab,
-    /// `folio.dtype` (informational).
-    Dtype,
-    /// `folio.train` (informational JSON, for std tools).
-    Train,
+spelled! {
+    /// A `__metadata__` key of docs/FORMAT.md (in the order a writer lists them), and what
+    /// a valid value looks like (for error messages).
+    MetaKey, KEYS: &str {
+        Format = "folio.format", "\"2\"";
+        VocabSize = "folio.vocab_size", SIZE;
+        BlockSize = "folio.block_size", SIZE;
+        NEmbd = "folio.n_embd", SIZE;
+        NHead = "folio.n_head", SIZE;
+        NLayer = "folio.n_layer", SIZE;
+        LayerNormEps = "folio.layer_norm_eps", "a finite decimal number >= 0";
+        Activation = "folio.activation", "\"gelu_tanh\"";
+        TiedEmbeddings = "folio.tied_embeddings", "\"true\" or \"false\"";
+        /// (token `i` is the string's `i`-th character)
+        Vocab = "folio.vocab", "a string";
+        /// (informational)
+        Dtype = "folio.dtype", "a string";
+        /// (informational JSON, for std tools)
+        Train = "folio.train", "a string";
+    }
 }
 
-/// Every key (in declaration order, the order a writer lists them) as the file spells it.
-const KEYS: [(MetaKey, &str); 12] = [
-    (MetaKey::Format, "folio.format"),
-    (MetaKey::VocabSize, "folio.vocab_size"),
-    (MetaKey::BlockSize, "folio.block_size"),
-    (MetaKey::NEmbd, "folio.n_embd"),
-    (MetaKey::NHead, "folio.n_head"),
-    (MetaKey::NLayer, "folio.n_layer"),
-    (MetaKey::LayerNormEps, "folio.layer_norm_eps"),
-    (MetaKey::Activation, "folio.activation"),
-    (MetaKey::TiedEmbeddings, "folio.tied_embeddings"),
-    (MetaKey::Vocab, "folio.vocab"),
-    (MetaKey::Dtype, "folio.dtype"),
-    (MetaKey::Train, "folio.train"),
-];
+/// What a valid size looks like.
+const SIZE: &str = "a positive decimal integer without leading zeros";
 
 impl MetaKey {
     /// Every key, in the order a writer lists them.
@@ -271,15 +211,8 @@ impl MetaKey {
     }
 
     /// What a valid value looks like (for error messages).
-    pub const fn expected(self) -> &'static str {
-        match self {
-            Self::Format => "\"2\"",
-            Self::LayerNormEps => "a finite decimal number >= 0",
-            Self::Activation => "\"gelu_tanh\"",
-            Self::TiedEmbeddings => "\"true\" or \"false\"",
-            Self::Vocab | Self::Dtype | Self::Train => "a string",
-            _ => "a positive decimal integer without leading zeros",
-        }
+    pub fn expected(self) -> &'static str {
+        KEYS.get(self as usize).map_or("", |k| k.2)
     }
 }
 

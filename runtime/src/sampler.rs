@@ -124,16 +124,6 @@ impl Sampler {
         })
     }
 
-    /// The settings.
-    pub fn config(&self) -> &SamplerConfig {
-        &self.config
-    }
-
-    /// True when this sampler decodes greedily (temperature 0, or too small to invert).
-    pub fn is_greedy(&self) -> bool {
-        self.inv_t.is_none()
-    }
-
     /// Pick a token from `logits (V)`. `probs` and `idx` are scratch of at least `V`
     /// elements each (else [`Error::BufferTooSmall`]); their contents are overwritten.
     /// A NaN or infinite logit is [`Error::NonFiniteLogit`].
@@ -169,35 +159,28 @@ impl Sampler {
         }
         let k = if cfg.top_k == 0 { v } else { cfg.top_k.min(v) };
         let nucleus = cfg.top_p < 1.0;
-        // Candidates: idx[..n] with mass `mass`.
-        let (n, mass) = if k == v && !nucleus {
-            (v, total)
-        } else {
-            // Partial selection: idx[..k] in decreasing probability.
-            let mut mass = 0.0f32;
-            let stop = if k == v {
-                cfg.top_p * total
-            } else {
+        // Candidates: idx[..n], of mass `mass`.
+        let (mut n, mut mass) = (v, total);
+        if k < v || nucleus {
+            // Partial selection, idx[..n] in decreasing probability: the top k, or without
+            // top-k just enough to reach top_p of the total.
+            let stop = if k < v {
                 f32::INFINITY
+            } else {
+                cfg.top_p * total
             };
-            let mut n = 0;
-            while n < k {
-                let best = best_from(probs, idx, n);
-                idx.swap(n, best);
-                mass += probs
-                    .get(idx.get(n).copied().unwrap_or(0) as usize)
-                    .copied()
-                    .unwrap_or(0.0);
+            (n, mass) = (0, 0.0);
+            while n < k && mass < stop {
+                idx.swap(n, best_from(probs, idx, n));
+                mass += idx
+                    .get(n)
+                    .and_then(|&i| probs.get(i as usize))
+                    .unwrap_or(&0.0);
                 n += 1;
-                if mass >= stop {
-                    break;
-                }
             }
             if nucleus && k < v {
                 // top-p within the top-k set.
-                let target = cfg.top_p * mass;
-                let mut acc = 0.0f32;
-                let mut m = 0;
+                let (target, mut acc, mut m) = (cfg.top_p * mass, 0.0f32, 0);
                 for &i in idx.iter().take(n) {
                     acc += probs.get(i as usize).copied().unwrap_or(0.0);
                     m += 1;
@@ -205,11 +188,9 @@ impl Sampler {
                         break;
                     }
                 }
-                (m, acc)
-            } else {
-                (n, mass)
+                (n, mass) = (m, acc);
             }
-        };
+        }
         let r = self.rng.next_f32() * mass;
         let mut acc = 0.0f32;
         let mut last = idx.first().copied().unwrap_or(0);
@@ -245,6 +226,15 @@ fn best_from(probs: &[f32], idx: &[u32], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        }
+    }
     use std::vec;
     use std::vec::Vec;
 
@@ -292,12 +282,7 @@ mod tests {
 
     #[test]
     fn seeded_sampling_is_deterministic() {
-        let cfg = SamplerConfig {
-            temperature: 0.9,
-            top_k: 3,
-            top_p: 0.95,
-            seed: 7,
-        };
+        let cfg = cfg(0.9, 3, 0.95, 7);
         assert_eq!(draw(cfg, &LOGITS, 200), draw(cfg, &LOGITS, 200));
         assert_ne!(
             draw(cfg, &LOGITS, 200),
@@ -330,16 +315,7 @@ mod tests {
 
     #[test]
     fn top_k_keeps_only_the_k_best() {
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 2,
-                top_p: 1.0,
-                seed: 1,
-            },
-            &LOGITS,
-            5000,
-        );
+        let toks = draw(cfg(1.0, 2, 1.0, 1), &LOGITS, 5000);
         let h = histogram(&toks, 5);
         assert_eq!(h[0] + h[2] + h[3], 0.0);
         // Renormalised over {1, 4}: p(1) = e^3 / (e^3 + e^2.5).
@@ -360,43 +336,16 @@ mod tests {
     fn top_p_keeps_the_nucleus() {
         // softmax(LOGITS) ≈ [0.054, 0.400, 0.147, 0.020, 0.243] (sorted: 1, 4, 2, 0, 3);
         // top_p 0.6: tokens 1 and 4 (mass 0.643).
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 0,
-                top_p: 0.6,
-                seed: 5,
-            },
-            &LOGITS,
-            5000,
-        );
+        let toks = draw(cfg(1.0, 0, 0.6, 5), &LOGITS, 5000);
         let h = histogram(&toks, 5);
         assert_eq!(h[0] + h[2] + h[3], 0.0, "{h:?}");
         assert!(h[1] > 0.55 && h[4] > 0.3, "{h:?}");
         // top_p within top_k: k = 3 keeps {1, 4, 2} (mass .79); p = .5 of that needs {1, 4}.
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 3,
-                top_p: 0.55,
-                seed: 5,
-            },
-            &LOGITS,
-            2000,
-        );
+        let toks = draw(cfg(1.0, 3, 0.55, 5), &LOGITS, 2000);
         let h = histogram(&toks, 5);
         assert_eq!(h[0] + h[2] + h[3], 0.0, "{h:?}");
         // A tiny top_p is greedy.
-        let toks = draw(
-            SamplerConfig {
-                temperature: 1.0,
-                top_k: 0,
-                top_p: 1e-6,
-                seed: 5,
-            },
-            &LOGITS,
-            100,
-        );
+        let toks = draw(cfg(1.0, 0, 1e-6, 5), &LOGITS, 100);
         assert!(toks.iter().all(|&t| t == 1));
     }
 
@@ -415,30 +364,14 @@ mod tests {
 
     #[test]
     fn bad_parameters_and_scratch() {
-        for t in [-1.0, f32::NAN, f32::INFINITY] {
-            let e = Sampler::new(SamplerConfig {
-                temperature: t,
-                ..Default::default()
-            })
-            .unwrap_err();
+        let temperatures =
+            [-1.0, f32::NAN, f32::INFINITY].map(|t| (cfg(t, 0, 1.0, 0), SamplerParam::Temperature));
+        let top_ps = [0.0, -0.5, 1.5, f32::NAN].map(|p| (cfg(1.0, 0, p, 0), SamplerParam::TopP));
+        for (c, param) in temperatures.into_iter().chain(top_ps) {
             assert_eq!(
-                e,
-                Error::BadSamplerParam {
-                    param: SamplerParam::Temperature
-                }
-            );
-        }
-        for p in [0.0, -0.5, 1.5, f32::NAN] {
-            let e = Sampler::new(SamplerConfig {
-                top_p: p,
-                ..Default::default()
-            })
-            .unwrap_err();
-            assert_eq!(
-                e,
-                Error::BadSamplerParam {
-                    param: SamplerParam::TopP
-                }
+                Sampler::new(c).unwrap_err(),
+                Error::BadSamplerParam { param },
+                "{c:?}"
             );
         }
         let mut s = Sampler::new(SamplerConfig::default()).unwrap();
@@ -451,12 +384,7 @@ mod tests {
     #[test]
     fn non_finite_logits_are_an_error_in_every_mode() {
         let greedy = SamplerConfig::greedy();
-        let sampled = SamplerConfig {
-            temperature: 0.7,
-            top_k: 2,
-            top_p: 0.9,
-            seed: 3,
-        };
+        let sampled = cfg(0.7, 2, 0.9, 3);
         for cfg in [greedy, sampled, SamplerConfig::default()] {
             let mut s = Sampler::new(cfg).unwrap();
             for (bad, at) in [
@@ -489,7 +417,7 @@ mod tests {
                 seed: 9,
                 ..Default::default()
             };
-            assert!(Sampler::new(cfg).unwrap().is_greedy());
+            assert!(Sampler::new(cfg).unwrap().inv_t.is_none());
             assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1), "{t}");
             let last_best = [0.5, -1.0, 0.25, 3.0];
             assert!(draw(cfg, &last_best, 5).iter().all(|&x| x == 3), "{t}");
@@ -502,7 +430,7 @@ mod tests {
             seed: 9,
             ..Default::default()
         };
-        assert!(!Sampler::new(cfg).unwrap().is_greedy());
+        assert!(Sampler::new(cfg).unwrap().inv_t.is_some());
         assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1));
     }
 }

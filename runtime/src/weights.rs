@@ -92,16 +92,6 @@ impl Matrix<'_> {
         }
     }
 
-    /// Bytes of file data this matrix reads (scales included).
-    pub fn bytes(&self) -> usize {
-        match self {
-            Self::F32(w) => core::mem::size_of_val(*w),
-            Self::F16(w) => core::mem::size_of_val(*w),
-            Self::Q8_0 { q, scales } => q.len() + core::mem::size_of_val(*scales),
-            Self::Q4_0 { q, scales } => q.len() + core::mem::size_of_val(*scales),
-        }
-    }
-
     /// `out (rows) = self (rows, cols) · x (cols)`. The quantised encodings first quantise
     /// `x` to int8 groups in `act` (`folio_kernels::quantize_act`); an `act` shorter than
     /// `x` is [`Error::BufferTooSmall`].
@@ -329,29 +319,48 @@ impl LayerNorm<'_> {
     }
 }
 
+/// A linear layer `(rows, cols)`: a 2-D weight and its bias `(rows)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear<'a> {
+    /// `(rows, cols)`.
+    pub weight: Matrix<'a>,
+    /// `(rows)`.
+    pub bias: Vector<'a>,
+}
+
+impl Linear<'_> {
+    /// `out (n, rows) = x (n, cols) · weightᵀ + bias` ([`Matrix::matmul`]; `n = 1` is
+    /// one matvec); `act` as for [`Matrix::matvec`].
+    pub fn apply(
+        &self,
+        out: &mut [f32],
+        x: &[f32],
+        cols: usize,
+        act: &mut ActScratch<'_>,
+    ) -> Result<(), Error> {
+        self.weight.matmul(out, x, cols, act)?;
+        let n = (x.len() / cols.max(1)).max(1);
+        let rows = (out.len() / n).max(1);
+        out.chunks_exact_mut(rows).for_each(|r| self.bias.add_to(r));
+        Ok(())
+    }
+}
+
 /// One transformer block.
 #[derive(Debug, Clone, Copy)]
 pub struct Layer<'a> {
     /// `ln_1`.
     pub ln_1: LayerNorm<'a>,
-    /// `attn.c_attn.weight` (3C, C).
-    pub attn: Matrix<'a>,
-    /// `attn.c_attn.bias` (3C).
-    pub attn_bias: Vector<'a>,
-    /// `attn.c_proj.weight` (C, C).
-    pub attn_proj: Matrix<'a>,
-    /// `attn.c_proj.bias` (C).
-    pub attn_proj_bias: Vector<'a>,
+    /// `attn.c_attn` (3C, C).
+    pub attn: Linear<'a>,
+    /// `attn.c_proj` (C, C).
+    pub attn_proj: Linear<'a>,
     /// `ln_2`.
     pub ln_2: LayerNorm<'a>,
-    /// `mlp.c_fc.weight` (4C, C).
-    pub fc: Matrix<'a>,
-    /// `mlp.c_fc.bias` (4C).
-    pub fc_bias: Vector<'a>,
-    /// `mlp.c_proj.weight` (C, 4C).
-    pub mlp_proj: Matrix<'a>,
-    /// `mlp.c_proj.bias` (C).
-    pub mlp_proj_bias: Vector<'a>,
+    /// `mlp.c_fc` (4C, C).
+    pub fc: Linear<'a>,
+    /// `mlp.c_proj` (C, 4C).
+    pub mlp_proj: Linear<'a>,
 }
 
 /// All weights of a model.
@@ -390,10 +399,10 @@ impl<'a> Weights<'a> {
             .into_iter()
             .chain(self.layers.iter().enumerate().flat_map(move |(i, l)| {
                 [
-                    (id(TensorKind::AttnWeight, i), &l.attn),
-                    (id(TensorKind::AttnProjWeight, i), &l.attn_proj),
-                    (id(TensorKind::FcWeight, i), &l.fc),
-                    (id(TensorKind::MlpProjWeight, i), &l.mlp_proj),
+                    (id(TensorKind::AttnWeight, i), &l.attn.weight),
+                    (id(TensorKind::AttnProjWeight, i), &l.attn_proj.weight),
+                    (id(TensorKind::FcWeight, i), &l.fc.weight),
+                    (id(TensorKind::MlpProjWeight, i), &l.mlp_proj.weight),
                 ]
             }))
             .chain(head)
@@ -472,10 +481,10 @@ pub fn is_used(cfg: &Config, id: TensorId) -> bool {
 
 /// Check the tiling of the data section and every tensor folio reads, and view them.
 pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>, Error> {
-    let data = header.data();
+    let data = header.data;
     if data.as_ptr().align_offset(core::mem::align_of::<f32>()) != 0 {
         return Err(Error::DataMisaligned {
-            offset: header.data_offset(),
+            offset: header.data_offset,
         });
     }
     let mut loader = Loader {
@@ -504,7 +513,7 @@ pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>,
             loader.add(&t, id).map_err(|problem| Error::Tensor {
                 // A column count is the matrix's, whichever of its tensors shows it.
                 tensor: match problem {
-                    TensorProblem::QuantCols(_) => TensorId { scale: false, ..id },
+                    TensorProblem::QuantCols { .. } => TensorId { scale: false, ..id },
                     _ => id,
                 },
                 problem,
@@ -540,7 +549,7 @@ impl<'a> Loader<'a> {
         let matrix = id.kind.is_matrix();
         let quantised = id.scale || matches!(t.dtype, Dtype::I8 | Dtype::U8);
         if matrix && quantised && !cols.is_multiple_of(QK as u64) {
-            return Err(TensorProblem::QuantCols(cols as u32));
+            return Err(TensorProblem::QuantCols { cols: cols as u32 });
         }
         let (dtype_ok, shape) = match (matrix, id.scale, t.dtype) {
             (false, _, d) => (matches!(d, Dtype::F32 | Dtype::F16), [rows, 0]),
@@ -552,7 +561,7 @@ impl<'a> Loader<'a> {
             ),
         };
         if !dtype_ok {
-            return Err(TensorProblem::Dtype(t.dtype));
+            return Err(TensorProblem::Dtype { dtype: t.dtype });
         }
         if t.shape() != shape.get(..1 + usize::from(matrix)).unwrap_or(&[]) {
             return Err(TensorProblem::Shape);
@@ -604,16 +613,14 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn layer_norm(
-        &self,
-        w: TensorKind,
-        b: TensorKind,
-        layer: usize,
-    ) -> Result<LayerNorm<'a>, Error> {
-        Ok(LayerNorm {
-            weight: self.vector(w, layer)?,
-            bias: self.vector(b, layer)?,
-        })
+    fn layer_norm(&self, w: TensorKind, b: TensorKind, i: usize) -> Result<LayerNorm<'a>, Error> {
+        let (weight, bias) = (self.vector(w, i)?, self.vector(b, i)?);
+        Ok(LayerNorm { weight, bias })
+    }
+
+    fn linear(&self, w: TensorKind, b: TensorKind, i: usize) -> Result<Linear<'a>, Error> {
+        let (weight, bias) = (self.matrix(w, i)?, self.vector(b, i)?);
+        Ok(Linear { weight, bias })
     }
 
     /// Pair scales with weights and check nothing is missing.
@@ -623,16 +630,13 @@ impl<'a> Loader<'a> {
         for i in 0..self.cfg.n_layer {
             let layer = Layer {
                 ln_1: self.layer_norm(K::Ln1Weight, K::Ln1Bias, i)?,
-                attn: self.matrix(K::AttnWeight, i)?,
-                attn_bias: self.vector(K::AttnBias, i)?,
-                attn_proj: self.matrix(K::AttnProjWeight, i)?,
-                attn_proj_bias: self.vector(K::AttnProjBias, i)?,
+                attn: self.linear(K::AttnWeight, K::AttnBias, i)?,
+                attn_proj: self.linear(K::AttnProjWeight, K::AttnProjBias, i)?,
                 ln_2: self.layer_norm(K::Ln2Weight, K::Ln2Bias, i)?,
-                fc: self.matrix(K::FcWeight, i)?,
-                fc_bias: self.vector(K::FcBias, i)?,
-                mlp_proj: self.matrix(K::MlpProjWeight, i)?,
-                mlp_proj_bias: self.vector(K::MlpProjBias, i)?,
+                fc: self.linear(K::FcWeight, K::FcBias, i)?,
+                mlp_proj: self.linear(K::MlpProjWeight, K::MlpProjBias, i)?,
             };
+            // n_layer <= MAX_LAYERS was checked with the config.
             let too_large = Error::ConfigTooLarge {
                 key: MetaKey::NLayer,
                 max: MAX_LAYERS as u32,

@@ -105,22 +105,23 @@ fn session_bytes_is_exact_at_any_alignment() {
 fn metadata_and_tensor_table() {
     let file = small(SMALL, Encoding::Q8_0);
     let model = Model::from_bytes(file.bytes()).expect("load");
-    assert_eq!(model.metadata("folio.format"), Some("2"));
-    assert_eq!(model.metadata("folio.n_layer"), Some("2"));
-    assert_eq!(model.metadata("folio.train"), None);
+    assert_eq!(model.header().metadata("folio.format"), Some("2"));
+    assert_eq!(model.header().metadata("folio.n_layer"), Some("2"));
+    assert_eq!(model.header().metadata("folio.train"), None);
     let vocab: String =
-        folio_runtime::unescape(model.metadata("folio.vocab").expect("vocab")).collect();
+        folio_runtime::unescape(model.header().metadata("folio.vocab").expect("vocab")).collect();
     assert_eq!(vocab, model.tokenizer().chars().iter().collect::<String>());
     assert!(vocab.starts_with(" eta"), "{vocab:?}");
     // Matrices and their scales, 1-D tensors.
-    assert_eq!(model.tensor_count(), (2 + 4 * 2) * 2 + 8 * 2 + 2);
-    let total: u64 = model.tensors().map(|t| t.bytes()).sum();
+    assert_eq!(model.header().tensor_count, (2 + 4 * 2) * 2 + 8 * 2 + 2);
+    let total: u64 = model.header().tensors().map(|t| t.bytes()).sum();
     assert_eq!(total as usize, model.weight_bytes());
     let used = model
+        .header()
         .tensors()
         .filter(|t| model.tensor_id(t).is_some())
         .count();
-    assert_eq!(used, model.tensor_count());
+    assert_eq!(used, model.header().tensor_count);
 }
 
 /// 16/128/4/2: wide enough that every matrix spans several of `matmul`'s row tiles.

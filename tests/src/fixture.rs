@@ -393,51 +393,37 @@ impl Fixture {
             c.block_size,
             emb,
         );
+        // A block's tensors in file order, `(suffix, rows, cols)`: cols 0 for a vector, a
+        // LayerNorm gain (`ln_*.weight`, around 1) or a bias.
+        let block = [
+            ("ln_1.weight", emb, 0),
+            ("ln_1.bias", emb, 0),
+            ("attn.c_attn.weight", 3 * emb, emb),
+            ("attn.c_attn.bias", 3 * emb, 0),
+            ("attn.c_proj.weight", emb, emb),
+            ("attn.c_proj.bias", emb, 0),
+            ("ln_2.weight", emb, 0),
+            ("ln_2.bias", emb, 0),
+            ("mlp.c_fc.weight", ff, emb),
+            ("mlp.c_fc.bias", ff, 0),
+            ("mlp.c_proj.weight", emb, ff),
+            ("mlp.c_proj.bias", emb, 0),
+        ];
         for i in 0..c.n_layer {
-            let w = ln_w(&mut rng, emb);
-            vector(&mut tensors, format!("h.{i}.ln_1.weight"), w);
-            let b = bias(&mut rng, emb);
-            vector(&mut tensors, format!("h.{i}.ln_1.bias"), b);
-            matrix(
-                &mut tensors,
-                &mut rng,
-                format!("h.{i}.attn.c_attn.weight"),
-                3 * emb,
-                emb,
-            );
-            let b = bias(&mut rng, 3 * emb);
-            vector(&mut tensors, format!("h.{i}.attn.c_attn.bias"), b);
-            matrix(
-                &mut tensors,
-                &mut rng,
-                format!("h.{i}.attn.c_proj.weight"),
-                emb,
-                emb,
-            );
-            let b = bias(&mut rng, emb);
-            vector(&mut tensors, format!("h.{i}.attn.c_proj.bias"), b);
-            let w = ln_w(&mut rng, emb);
-            vector(&mut tensors, format!("h.{i}.ln_2.weight"), w);
-            let b = bias(&mut rng, emb);
-            vector(&mut tensors, format!("h.{i}.ln_2.bias"), b);
-            matrix(
-                &mut tensors,
-                &mut rng,
-                format!("h.{i}.mlp.c_fc.weight"),
-                ff,
-                emb,
-            );
-            let b = bias(&mut rng, ff);
-            vector(&mut tensors, format!("h.{i}.mlp.c_fc.bias"), b);
-            matrix(
-                &mut tensors,
-                &mut rng,
-                format!("h.{i}.mlp.c_proj.weight"),
-                emb,
-                ff,
-            );
-            let b = bias(&mut rng, emb);
-            vector(&mut tensors, format!("h.{i}.mlp.c_proj.bias"), b);
+            for (suffix, rows, cols) in block {
+                let name = format!("h.{i}.{suffix}");
+                if cols > 0 {
+                    matrix(&mut tensors, &mut rng, name, rows, cols);
+                } else {
+                    let gain = suffix.starts_with("ln_") && suffix.ends_with(".weight");
+                    let v = if gain {
+                        ln_w(&mut rng, rows)
+                    } else {
+                        bias(&mut rng, rows)
+                    };
+                    vector(&mut tensors, name, v);
+                }
+            }
         }
         let w = ln_w(&mut rng, emb);
         vector(&mut tensors, "ln_f.weight".into(), w);

@@ -187,8 +187,12 @@ fn matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<Mat,
                 f16_values(t.data())
             }
         }
-        Dtype::I8 => {
-            if t.shape() != [rows, cols] {
+        Dtype::I8 | Dtype::U8 => {
+            // q4_0 packs two codes a byte: a group's byte j holds column j in the low
+            // nibble, j + 16 in the high; q8_0 stores one i8 a column.
+            let q4 = t.dtype() == Dtype::U8;
+            let stored = if q4 { cols / 2 } else { cols };
+            if t.shape() != [rows, stored] {
                 return Err(format!("{name}: shape {:?}", t.shape()));
             }
             let s = scales()?;
@@ -196,25 +200,15 @@ fn matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<Mat,
             let mut w = vec![0.0; rows * cols];
             for r in 0..rows {
                 for c in 0..cols {
-                    w[r * cols + c] = (q[r * cols + c] as i8) as f64 * s[r * groups + c / 32];
-                }
-            }
-            w
-        }
-        Dtype::U8 => {
-            if t.shape() != [rows, cols / 2] {
-                return Err(format!("{name}: shape {:?}", t.shape()));
-            }
-            let s = scales()?;
-            let q = t.data();
-            let mut w = vec![0.0; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    // A group's byte j: column j in the low nibble, j + 16 in the high.
                     let (g, j) = (c / 32, c % 32);
-                    let byte = q[r * (cols / 2) + g * 16 + j % 16];
-                    let nibble = if j < 16 { byte & 0x0f } else { byte >> 4 };
-                    w[r * cols + c] = (nibble as f64 - 8.0) * s[r * groups + c / 32];
+                    let code = if q4 {
+                        let byte = q[r * stored + g * 16 + j % 16];
+                        let nibble = if j < 16 { byte & 0x0f } else { byte >> 4 };
+                        nibble as f64 - 8.0
+                    } else {
+                        (q[r * stored + c] as i8) as f64
+                    };
+                    w[r * cols + c] = code * s[r * groups + g];
                 }
             }
             w

@@ -534,7 +534,7 @@ fn run_compare(args: &Args) -> Result<()> {
             median(&xs)
         };
         let model = case.model()?;
-        let label = model.metadata("folio.dtype").unwrap_or(&case.enc);
+        let label = model.header().metadata("folio.dtype").unwrap_or(&case.enc);
         println!(
             "| {} | {label} | {:.2} | {} | {} | {} | {} | {} | {:.1} | {} | {:.0}% | {} | {} |",
             case.shape,

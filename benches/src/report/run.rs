@@ -138,13 +138,13 @@ pub fn load(files: RunFiles, opts: &GenOpts) -> Result<Run> {
         n_head: c.n_head,
         n_layer: c.n_layer,
     };
-    let train = match model.metadata("folio.train") {
+    let train = match model.header().metadata("folio.train") {
         Some(raw) => {
             Some(log::parse_train_meta(raw).with_context(|| files.model.display().to_string())?)
         }
         None => None,
     };
-    let dtype = match model.metadata("folio.dtype") {
+    let dtype = match model.header().metadata("folio.dtype") {
         Some(raw) => serde_json::from_str::<String>(&format!("\"{raw}\""))
             .unwrap_or_else(|_| raw.to_string()),
         None => "?".to_string(),

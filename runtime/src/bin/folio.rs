@@ -583,7 +583,12 @@ fn info(opts: &Opts, out: &mut Stdout, path: &str) -> Result<()> {
     let map = open(path, opts, &mut budget)?;
     let model = load(path, &map)?;
     let c = model.config();
-    let meta = |k: &str| model.metadata(k).map(|raw| printable(unescape(raw)));
+    let meta = |k: &str| {
+        model
+            .header()
+            .metadata(k)
+            .map(|raw| printable(unescape(raw)))
+    };
     writeln!(
         out,
         "file: {} ({} bytes)",
@@ -629,8 +634,8 @@ fn info(opts: &Opts, out: &mut Stdout, path: &str) -> Result<()> {
     for (id, enc) in model.encodings() {
         writeln!(out, "  {id}: {}", enc.as_str())?;
     }
-    writeln!(out, "tensors ({}):", model.tensor_count())?;
-    for ti in model.tensors() {
+    writeln!(out, "tensors ({}):", model.header().tensor_count)?;
+    for ti in model.header().tensors() {
         let name = printable(ti.name());
         let shape: Vec<String> = ti.shape().iter().map(|d| d.to_string()).collect();
         let used = model.tensor_id(&ti).is_some();
@@ -696,13 +701,15 @@ fn non_finite(w: &Weights<'_>) -> Option<(u64, TensorId)> {
     }
     norm(&w.ln_f, TensorKind::LnFWeight, TensorKind::LnFBias, 0);
     for (l, layer) in w.layers.iter().enumerate() {
-        vector(&layer.attn_bias, id(TensorKind::AttnBias, l, false));
-        vector(
-            &layer.attn_proj_bias,
-            id(TensorKind::AttnProjBias, l, false),
-        );
-        vector(&layer.fc_bias, id(TensorKind::FcBias, l, false));
-        vector(&layer.mlp_proj_bias, id(TensorKind::MlpProjBias, l, false));
+        let biases = [
+            (&layer.attn, TensorKind::AttnBias),
+            (&layer.attn_proj, TensorKind::AttnProjBias),
+            (&layer.fc, TensorKind::FcBias),
+            (&layer.mlp_proj, TensorKind::MlpProjBias),
+        ];
+        for (linear, kind) in biases {
+            vector(&linear.bias, id(kind, l, false));
+        }
     }
     found
 }
