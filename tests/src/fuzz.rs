@@ -251,7 +251,8 @@ pub fn config(data: &[u8]) -> Outcome {
 #[derive(Clone, Copy, Debug)]
 pub struct Run {
     /// Bit 0: [`ContextMode::Exact`]; bit 1: place the file at `bits 2..5` past an 8-byte
-    /// boundary instead of aligning its data section.
+    /// boundary instead of aligning its data section; bits 5..8: session memory for
+    /// prompt chunks of `1 + (flags >> 5)` tokens.
     pub flags: u8,
     /// Sampler settings (temperature, top-p may be invalid on purpose).
     pub sampler: SamplerConfig,
@@ -343,13 +344,19 @@ pub fn model(data: &[u8]) -> Outcome {
     let too_small = model.session(&mut mem[1..]).map(drop);
     assert!(too_small.is_err(), "a session one byte short was accepted");
     let tok = model.tokenizer();
-    if let Ok(sampler) = Sampler::new(run.sampler) {
-        let session = model.session(&mut mem).expect("exact session size");
-        let mode = if run.flags & 1 == 0 {
-            ContextMode::Shift
-        } else {
-            ContextMode::Exact
+    let mode = if run.flags & 1 == 0 {
+        ContextMode::Shift
+    } else {
+        ContextMode::Exact
+    };
+    // The tokens a session of `bytes` generates (prompt chunks as deep as they hold).
+    let generate = |bytes: usize| {
+        let mut out = Vec::new();
+        let Ok(sampler) = Sampler::new(run.sampler) else {
+            return out;
         };
+        let mut mem = vec![0u8; bytes];
+        let session = model.session(&mut mem).expect("session size");
         let mut gen = Generator::with_mode(session, sampler, mode);
         if gen.prompt(&run.prompt[..run.prompt_len]).is_ok() {
             for _ in 0..run.steps {
@@ -358,8 +365,19 @@ pub fn model(data: &[u8]) -> Outcome {
                     tok.decode(t).is_ok(),
                     "sampled token {t} is not in the vocabulary"
                 );
+                out.push(t);
             }
         }
+        out
+    };
+    let one = generate(model.session_bytes());
+    let chunk = 1 + usize::from(run.flags >> 5);
+    if let Some(bytes) = model.session_bytes_for(chunk).filter(|&b| b <= MAX_SESSION) {
+        assert_eq!(
+            one,
+            generate(bytes),
+            "prompt chunks of {chunk} changed the text"
+        );
     }
     // One forward at a fuzz-chosen token and position (either may be out of range).
     let mut session = model.session(&mut mem).expect("exact session size");
