@@ -30,6 +30,11 @@ pub struct Config {
     pub tied_embeddings: bool,
 }
 
+/// Most tokens a session takes through the matrices at once: 32 on hosts; 1 on bare
+/// metal (`target_os = "none"`), where session memory is a few KB and the chunked path
+/// would only cost flash.
+pub const MAX_CHUNK: usize = if cfg!(target_os = "none") { 1 } else { 32 };
+
 /// Element counts of one session's buffers by type, and their total bytes with the
 /// alignment slack (the crate docs' "Session memory"), for steps of `chunk` tokens (the
 /// per-token activations are `chunk` deep).

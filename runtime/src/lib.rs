@@ -83,11 +83,11 @@ pub mod sampler;
 pub mod tokenizer;
 pub mod weights;
 
-pub use config::{Config, MAX_LAYERS, MAX_VOCAB};
+pub use config::{Config, MAX_CHUNK, MAX_LAYERS, MAX_VOCAB};
 pub use error::{Error, SamplerParam, TensorProblem};
 pub use generate::{ContextMode, Generator};
 pub use header::{unescape, Header, TensorInfo, MAX_TENSORS};
-pub use model::{Model, Session, MAX_CHUNK};
+pub use model::{Model, Session};
 pub use names::{Dtype, MetaKey, TensorId, TensorKind};
 pub use sampler::{Rng, Sampler, SamplerConfig};
 pub use tokenizer::Tokenizer;

@@ -13,7 +13,7 @@
 //! per layer: x += c_proj · attn(ln_1(x)) + b;  x += mlp.c_proj · gelu(c_fc · ln_2(x) + b) + b
 //! logits = head · ln_f(x)
 //! ```
-use crate::config::{Config, SessionLayout, ALIGN_SLACK};
+use crate::config::{Config, SessionLayout, ALIGN_SLACK, MAX_CHUNK};
 use crate::error::Error;
 use crate::header::{Header, TensorInfo};
 use crate::kv_cache::KvCache;
@@ -176,9 +176,6 @@ fn take<'s, T>(buf: &mut &'s mut [T], n: usize) -> Result<&'s mut [T], Error> {
     *buf = tail;
     Ok(head)
 }
-
-/// Most tokens a session takes through the matrices at once.
-pub const MAX_CHUNK: usize = 32;
 
 /// One decoding stream: the KV cache and every activation buffer, in caller memory. The
 /// activations are `P = chunk` tokens deep.

@@ -6,7 +6,7 @@
 //! config implies. Views are `bytemuck::try_cast_slice`s of the file bytes; nothing is
 //! copied. [`Matrix`] is one 2-D weight in any of the four encodings and dispatches
 //! `matvec` and `row` to `folio_kernels`.
-use crate::config::{Config, MAX_LAYERS};
+use crate::config::{Config, MAX_CHUNK, MAX_LAYERS};
 use crate::error::{Error, TensorProblem};
 use crate::header::{unescape_into, Header, TensorInfo};
 use crate::names::{tensor_id, Dtype, MetaKey, TensorId, TensorKind, LAYER_TENSORS, MAX_NAME};
@@ -132,6 +132,13 @@ impl Matrix<'_> {
             return self.matvec(out, x, act);
         }
         let rows = out.len() / n;
+        if MAX_CHUNK == 1 {
+            // Bare metal: one matvec a token, and no tiling code in flash.
+            for (o, x) in out.chunks_exact_mut(rows.max(1)).zip(x.chunks_exact(cols)) {
+                self.matvec(o, x, act)?;
+            }
+            return Ok(());
+        }
         let one = |i: usize| i..i + 1;
         match *self {
             Self::F32(w) => tiles(out, rows, cols * 4, |o, r, i| {
