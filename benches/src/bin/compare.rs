@@ -388,7 +388,7 @@ fn us(v: f64) -> String {
 
 fn ratio(v: f64) -> String {
     if v.is_finite() {
-        format!("{v:.2}")
+        format!("{v:.3}")
     } else {
         "-".into()
     }
