@@ -166,12 +166,14 @@ pub(crate) mod rows {
     }
 
     /// `s` as blocks of 8 (the rest left out).
+    #[cfg(target_arch = "aarch64")]
     #[inline(always)]
     pub(crate) fn groups8<T>(s: &[T]) -> &[[T; 8]] {
         s.as_chunks::<8>().0
     }
 
     /// The first `groups` groups of `B` elements of a row.
+    #[cfg(target_arch = "aarch64")]
     #[inline(always)]
     pub(crate) fn used<T, const B: usize>(w: &[T], groups: usize) -> &[[T; B]] {
         let w = w.as_chunks::<B>().0;
@@ -179,12 +181,14 @@ pub(crate) mod rows {
     }
 
     /// The first `n` elements of `s` (all of it if shorter).
+    #[cfg(target_arch = "aarch64")]
     #[inline(always)]
     pub(crate) fn first<T>(s: &[T], n: usize) -> &[T] {
         s.get(..n).unwrap_or(s)
     }
 
     /// The first 4 rows of `len` elements of `s`; rows past its end repeat the last one.
+    #[cfg(target_arch = "aarch64")]
     #[inline(always)]
     pub(crate) fn split4<T>(s: &[T], len: usize) -> [&[T]; 4] {
         let mut rows = s.chunks_exact(len.max(1));

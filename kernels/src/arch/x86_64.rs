@@ -12,7 +12,7 @@
 //!
 //! The helpers are safe `#[target_feature]` functions: callable without `unsafe` from
 //! the AVX2 kernels (which enable the same features) and inlined into them.
-use crate::quantize_act::rows::{activations, first, groups8, split4, used};
+use crate::quantize_act::rows::activations;
 use crate::quantize_act::Shape;
 use core::arch::x86_64::*;
 use half::f16;
@@ -220,10 +220,14 @@ fn fold8(acc: __m256, isum: __m256i, scales: __m256, xs: __m256) -> __m256 {
 /// past them zero). The last block of a row, when shorter than 8 groups, is `half` on
 /// its first 4 groups (if it has 4) and `part` on the rest. A last pass of 1 to 3 rows
 /// repeats its last row.
+///
+/// The rows are reached through pointers checked once against [`Shape`], not through
+/// slices re-split every pass: at the 384-column shapes a pass is only 12 groups, and the
+/// slicing cost as much as the tail's arithmetic.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-pub fn rows4<T, const B: usize>(
+pub fn rows4<T: Copy, const B: usize>(
     out: &mut [f32],
     q: &[T],
     scales: &[f16],
@@ -238,60 +242,95 @@ pub fn rows4<T, const B: usize>(
         return;
     };
     let (xg, xs) = activations(&sh, xq, xs);
-    let (row_len, row_scales) = (sh.row_bytes, sh.row_scales);
+    let (row_len, row_scales, groups) = (sh.row_bytes, sh.row_scales, xg.len());
     let out = out.get_mut(..sh.rows).unwrap_or(&mut []);
-    let groups = xg.len();
+    if out.is_empty() || groups * B > row_len || groups > row_scales {
+        return;
+    }
     let (xb, xt) = xg.as_chunks::<8>();
     let (sb, st) = xs.as_chunks::<8>();
+    let n0 = 8 * xb.len();
     // The last block: its first 4 groups (if it has 4), and the rest zero-padded to 4.
     let (x4, xr) = match xt.split_first_chunk::<4>() {
         Some((x4, xr)) => (Some(x4), xr),
         None => (None, xt),
     };
+    let rest = n0 + if x4.is_some() { 4 } else { 0 };
     let xs_tail = load_f32_tail(st);
-    let mut pass = |o: &mut [f32], w: [&[T]; 4], d: [&[f16]; 4]| {
-        let g = groups;
-        let w = [used(w[0], g), used(w[1], g), used(w[2], g), used(w[3], g)];
-        let d = [
-            first(d[0], g),
-            first(d[1], g),
-            first(d[2], g),
-            first(d[3], g),
-        ];
+    let last = out.len() - 1;
+    for (r0, o) in (0..).step_by(4).zip(out.chunks_mut(4)) {
+        // Row `r <= last < sh.rows` starts at `r * row_len` of `q` and `r * row_scales`
+        // of `scales`; `Shape` gives `sh.rows * row_len <= q.len()` and
+        // `sh.rows * row_scales <= scales.len()`, and a row holds `groups * B <= row_len`
+        // codes and `groups <= row_scales` scales (checked above), so every block read
+        // below lies inside its row.
+        let row = |k: usize| {
+            let r = (r0 + k).min(last);
+            // SAFETY: the row start is inside `q` and `scales` (see above).
+            unsafe {
+                (
+                    q.as_ptr().add(r * row_len),
+                    scales.as_ptr().add(r * row_scales),
+                )
+            }
+        };
+        let rows = [row(0), row(1), row(2), row(3)];
+        // SAFETY: see `row`: `n` groups from group `g` lie inside the row.
+        let code = |k: usize, g: usize, n: usize| unsafe {
+            core::slice::from_raw_parts(rows[k].0.add(g * B).cast::<[T; B]>(), n)
+        };
+        let codes =
+            |g: usize, n: usize| [code(0, g, n), code(1, g, n), code(2, g, n), code(3, g, n)];
+        // SAFETY: see `row`.
+        let scale = |k: usize, g: usize, n: usize| unsafe {
+            core::slice::from_raw_parts(rows[k].1.add(g), n)
+        };
+        let scales_at = |g: usize, n: usize| {
+            [
+                scale(0, g, n),
+                scale(1, g, n),
+                scale(2, g, n),
+                scale(3, g, n),
+            ]
+        };
         let mut acc = [_mm256_setzero_ps(); 4];
-        let blocks = xb
-            .iter()
-            .zip(sb)
-            .zip(groups8(w[0]).iter().zip(groups8(d[0])))
-            .zip(groups8(w[1]).iter().zip(groups8(d[1])))
-            .zip(groups8(w[2]).iter().zip(groups8(d[2])))
-            .zip(groups8(w[3]).iter().zip(groups8(d[3])));
-        for (((((x, s), (w0, d0)), (w1, d1)), (w2, d2)), (w3, d3)) in blocks {
+        for (b, (x, s)) in xb.iter().zip(sb).enumerate() {
+            let w = codes(8 * b, 8);
+            let d = scales_at(8 * b, 8);
+            let (Some(w0), Some(w1), Some(w2), Some(w3)) = (
+                w[0].first_chunk::<8>(),
+                w[1].first_chunk::<8>(),
+                w[2].first_chunk::<8>(),
+                w[3].first_chunk::<8>(),
+            ) else {
+                break;
+            };
             let isum = full([w0, w1, w2, w3], x);
             let xv = load_f32(s);
-            acc[0] = fold8(acc[0], isum[0], load_f16(d0), xv);
-            acc[1] = fold8(acc[1], isum[1], load_f16(d1), xv);
-            acc[2] = fold8(acc[2], isum[2], load_f16(d2), xv);
-            acc[3] = fold8(acc[3], isum[3], load_f16(d3), xv);
+            for k in 0..4 {
+                let dk = d[k]
+                    .first_chunk::<8>()
+                    .map_or(_mm256_setzero_ps(), |d| load_f16(d));
+                acc[k] = fold8(acc[k], isum[k], dk, xv);
+            }
         }
         if !xt.is_empty() {
-            let n0 = 8 * xb.len();
-            let tail = |k: usize| w[k].get(n0..).unwrap_or(&[]);
-            let tw = [tail(0), tail(1), tail(2), tail(3)];
-            let first4 = |k: usize| tw[k].first_chunk::<4>();
             let mut isum = [_mm256_setzero_si256(); 4];
-            let mut rest = 0;
-            if let (Some(x4), Some(a), Some(b), Some(c), Some(e)) =
-                (x4, first4(0), first4(1), first4(2), first4(3))
-            {
-                isum = half([a, b, c, e], x4);
-                rest = 4;
+            if let Some(x4) = x4 {
+                let w = codes(n0, 4);
+                if let (Some(a), Some(b), Some(c), Some(e)) = (
+                    w[0].first_chunk::<4>(),
+                    w[1].first_chunk::<4>(),
+                    w[2].first_chunk::<4>(),
+                    w[3].first_chunk::<4>(),
+                ) {
+                    isum = half([a, b, c, e], x4);
+                }
             }
             if !xr.is_empty() {
-                let more = |k: usize| tw[k].get(rest..).unwrap_or(&[]);
-                let r = part([more(0), more(1), more(2), more(3)], xr);
+                let r = part(codes(rest, xr.len()), xr);
                 for k in 0..4 {
-                    isum[k] = if rest == 4 {
+                    isum[k] = if x4.is_some() {
                         // Groups 4.. of the block: move to lanes 4-7.
                         _mm256_add_epi32(isum[k], _mm256_permute2x128_si256::<0x08>(r[k], r[k]))
                     } else {
@@ -299,23 +338,14 @@ pub fn rows4<T, const B: usize>(
                     };
                 }
             }
-            let xv = xs_tail;
+            let d = scales_at(n0, groups - n0);
             for k in 0..4 {
-                let dk = load_f16_tail(d[k].get(n0..).unwrap_or(&[]));
-                acc[k] = fold8(acc[k], isum[k], dk, xv);
+                acc[k] = fold8(acc[k], isum[k], load_f16_tail(d[k]), xs_tail);
             }
         }
         for (o, a) in o.iter_mut().zip(acc) {
             *o = hsum(a);
         }
-    };
-    // One call site, so `pass` is inlined; the last chunk may hold 1 to 3 rows.
-    let passes = out
-        .chunks_mut(4)
-        .zip(q.chunks(4 * row_len))
-        .zip(scales.chunks(4 * row_scales));
-    for ((o, w), d) in passes {
-        pass(o, split4(w, row_len), split4(d, row_scales));
     }
 }
 
