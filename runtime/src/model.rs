@@ -258,15 +258,13 @@ impl<'s, 'a> Session<'s, 'a> {
         if n == 0 {
             return Ok(());
         }
+        // The chunk is copied out: `step` borrows the whole session.
         let mut ids = [0u32; MAX_CHUNK];
-        let mut p = 0;
-        while p < n {
-            let m = self.chunk.min(n - p);
-            let part = self.history.get(p..p + m).unwrap_or(&[]);
+        for p in (0..n).step_by(self.chunk) {
+            let part = self.history.get(p..n.min(p + self.chunk)).unwrap_or(&[]);
             let ids = ids.get_mut(..part.len()).unwrap_or(&mut []);
             ids.copy_from_slice(part);
             self.step(ids, p)?;
-            p += m;
         }
         self.finish(n).map(|_| ())
     }

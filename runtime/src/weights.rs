@@ -148,22 +148,28 @@ impl Matrix<'_> {
                 folio_kernels::matvec_f16(o, part(w, cols, r), part(x, cols, one(i)))
             }),
             Self::Q8_0 { q, scales } => {
-                let (xq, xs) = act.quantize_rows(x, cols)?;
-                let g = cols / QK;
-                tiles(out, rows, cols, |o, r, i| {
-                    let (q, d) = (part(q, cols, r.clone()), part(scales, g, r));
-                    let x = (part(xq, cols, one(i)), part(xs, g, one(i)));
-                    folio_kernels::matvec_q8(o, q, d, x.0, x.1)
-                })
+                let x = act.quantize_rows(x, cols)?;
+                quant_tiles(
+                    out,
+                    rows,
+                    cols,
+                    (q, cols),
+                    scales,
+                    x,
+                    folio_kernels::matvec_q8,
+                )
             }
             Self::Q4_0 { q, scales } => {
-                let (xq, xs) = act.quantize_rows(x, cols)?;
-                let g = cols / QK;
-                tiles(out, rows, cols / 2, |o, r, i| {
-                    let (q, d) = (part(q, cols / 2, r.clone()), part(scales, g, r));
-                    let x = (part(xq, cols, one(i)), part(xs, g, one(i)));
-                    folio_kernels::matvec_q4(o, q, d, x.0, x.1)
-                })
+                let x = act.quantize_rows(x, cols)?;
+                quant_tiles(
+                    out,
+                    rows,
+                    cols,
+                    (q, cols / 2),
+                    scales,
+                    x,
+                    folio_kernels::matvec_q4,
+                )
             }
         }
         Ok(())
@@ -220,6 +226,27 @@ fn tiles(
         }
         r0 = r.end;
     }
+}
+
+/// `folio_kernels::matvec_q8` or `matvec_q4`: `(out, codes, scales, xq, xs)`.
+type QuantKernel<T> = fn(&mut [f32], &[T], &[f16], &[i8], &[f32]);
+
+/// [`tiles`] of a q8_0/q4_0 `kernel` over codes `q` (`per_row` elements a row) and
+/// `scales`, against the int8 activation rows `(xq, xs)` of [`ActScratch::quantize_rows`].
+fn quant_tiles<T>(
+    out: &mut [f32],
+    rows: usize,
+    cols: usize,
+    (q, per_row): (&[T], usize),
+    scales: &[f16],
+    (xq, xs): (&[i8], &[f32]),
+    kernel: QuantKernel<T>,
+) {
+    let g = cols / QK;
+    tiles(out, rows, per_row, |o, r, i| {
+        let (q, d) = (part(q, per_row, r.clone()), part(scales, g, r));
+        kernel(o, q, d, part(xq, cols, i..i + 1), part(xs, g, i..i + 1))
+    })
 }
 
 /// Rows `r` of `s` viewed as rows of `width` elements (empty when out of range).

@@ -183,7 +183,7 @@ pub fn load_f16_tail(s: &[f16]) -> __m256 {
             .fold(0u64, |a, (i, h)| a | u64::from(h.to_bits()) << (16 * i)),
     };
     let (lo, hi) = match s.split_first_chunk::<4>() {
-        Some((lo, hi)) => (bytemuck::cast::<[u16; 4], u64>(four(lo)), pack(hi)),
+        Some((lo, hi)) => (pack(lo), pack(hi)),
         None => (pack(s), 0),
     };
     _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
@@ -227,7 +227,7 @@ fn fold8(acc: __m256, isum: __m256i, scales: __m256, xs: __m256) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-pub fn rows4<T: Copy, const B: usize>(
+pub fn rows4<T, const B: usize>(
     out: &mut [f32],
     q: &[T],
     scales: &[f16],
