@@ -6,9 +6,24 @@
 //!
 //! `cargo bench -p folio-benches --bench kernels -- --warm-up-time 1 --measurement-time 2`
 //! (add `RUSTFLAGS="-C target-cpu=x86-64-v3"` for the compile-time AVX2 build).
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use folio_kernels::{self as k, f16, quant, QK};
 use std::hint::black_box;
+
+/// Kernel `$op` (of module `$m`, by default `$op`) on `$args`: its SIMD path, or (`simd`
+/// false) its scalar reference.
+macro_rules! call {
+    ($simd:expr, $m:ident::$op:ident($($arg:expr),*)) => {
+        if $simd {
+            k::$op($($arg),*)
+        } else {
+            k::$m::scalar::$op($($arg),*)
+        }
+    };
+    ($simd:expr, $op:ident($($arg:expr),*)) => {
+        call!($simd, $op::$op($($arg),*))
+    };
+}
 
 /// Deterministic values in [-1, 1) (SplitMix64), no dependency.
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -50,62 +65,39 @@ fn matvec(c: &mut Criterion) {
             );
         }
         let shape = format!("{rows}x{cols}");
-        let scale_bytes = (rows * g * 2) as u64;
+        let scale_bytes = rows * g * 2;
 
-        let mut grp = c.benchmark_group(format!("matvec_f32/{shape}"));
-        grp.throughput(Throughput::Bytes((rows * cols * 4) as u64));
-        grp.bench_function("scalar", |b| {
-            b.iter(|| k::matvec_f32::scalar::matvec_f32(&mut out, black_box(&w), black_box(&x)))
+        pair(c, &format!("matvec_f32/{shape}"), rows * cols * 4, |simd| {
+            call!(simd, matvec_f32(&mut out, black_box(&w), black_box(&x)))
         });
-        grp.bench_function("simd", |b| {
-            b.iter(|| k::matvec_f32(&mut out, black_box(&w), black_box(&x)))
+        pair(c, &format!("matvec_f16/{shape}"), rows * cols * 2, |simd| {
+            call!(simd, matvec_f16(&mut out, black_box(&wh), black_box(&x)))
         });
-        grp.finish();
-
-        let mut grp = c.benchmark_group(format!("matvec_f16/{shape}"));
-        grp.throughput(Throughput::Bytes((rows * cols * 2) as u64));
-        grp.bench_function("scalar", |b| {
-            b.iter(|| k::matvec_f16::scalar::matvec_f16(&mut out, black_box(&wh), black_box(&x)))
-        });
-        grp.bench_function("simd", |b| {
-            b.iter(|| k::matvec_f16(&mut out, black_box(&wh), black_box(&x)))
-        });
-        grp.finish();
-
         // The quantised matvecs include quantize_act: the runtime quantises each matmul's x.
         let (mut xq, mut xs) = (vec![0i8; cols], vec![0.0f32; g]);
-        let mut grp = c.benchmark_group(format!("matvec_q8/{shape}"));
-        grp.throughput(Throughput::Bytes((rows * cols) as u64 + scale_bytes));
-        grp.bench_function("scalar", |b| {
-            b.iter(|| {
-                k::quantize_act::scalar::quantize_act(&mut xq, &mut xs, black_box(&x));
-                k::matvec_q8::scalar::matvec_q8(&mut out, black_box(&q8), black_box(&s8), &xq, &xs)
-            })
+        let (b8, b4) = (rows * cols + scale_bytes, rows * cols / 2 + scale_bytes);
+        pair(c, &format!("matvec_q8/{shape}"), b8, |simd| {
+            let (q8, s8) = (black_box(&q8), black_box(&s8));
+            call!(simd, quantize_act(&mut xq, &mut xs, black_box(&x)));
+            call!(simd, matvec_q8(&mut out, q8, s8, &xq, &xs))
         });
-        grp.bench_function("simd", |b| {
-            b.iter(|| {
-                k::quantize_act(&mut xq, &mut xs, black_box(&x));
-                k::matvec_q8(&mut out, black_box(&q8), black_box(&s8), &xq, &xs)
-            })
+        pair(c, &format!("matvec_q4/{shape}"), b4, |simd| {
+            let (q4, s4) = (black_box(&q4), black_box(&s4));
+            call!(simd, quantize_act(&mut xq, &mut xs, black_box(&x)));
+            call!(simd, matvec_q4(&mut out, q4, s4, &xq, &xs))
         });
-        grp.finish();
-
-        let mut grp = c.benchmark_group(format!("matvec_q4/{shape}"));
-        grp.throughput(Throughput::Bytes((rows * cols / 2) as u64 + scale_bytes));
-        grp.bench_function("scalar", |b| {
-            b.iter(|| {
-                k::quantize_act::scalar::quantize_act(&mut xq, &mut xs, black_box(&x));
-                k::matvec_q4::scalar::matvec_q4(&mut out, black_box(&q4), black_box(&s4), &xq, &xs)
-            })
-        });
-        grp.bench_function("simd", |b| {
-            b.iter(|| {
-                k::quantize_act(&mut xq, &mut xs, black_box(&x));
-                k::matvec_q4(&mut out, black_box(&q4), black_box(&s4), &xq, &xs)
-            })
-        });
-        grp.finish();
     }
+}
+
+/// One group `name`: the scalar reference (`run(false)`) and the SIMD path (`run(true)`)
+/// over the same input, `bytes` read per call.
+fn pair(c: &mut Criterion, name: &str, bytes: usize, mut run: impl FnMut(bool)) {
+    let mut grp = c.benchmark_group(name);
+    grp.throughput(Throughput::Bytes(bytes as u64));
+    for (id, simd) in [("scalar", false), ("simd", true)] {
+        grp.bench_function(id, |b| b.iter(|| run(simd)));
+    }
+    grp.finish();
 }
 
 fn attention(c: &mut Criterion) {
@@ -121,35 +113,15 @@ fn attention(c: &mut Criterion) {
         .map(|&v| f16::from_f32(v))
         .collect();
     let (mut out, mut scores) = (vec![0.0f32; hs], vec![0.0f32; n_pos]);
-    let mut grp = c.benchmark_group("attention_f16");
-    grp.throughput(Throughput::Bytes((2 * n_pos * hs * 2) as u64));
-    grp.bench_with_input(BenchmarkId::new("scalar", n_pos), &n_pos, |b, &n| {
-        b.iter(|| {
-            k::attention::scalar::attention_f16(
-                &mut out,
-                black_box(&q),
-                black_box(&kc),
-                black_box(&vc),
-                n_embd,
-                n,
-                &mut scores,
-            )
-        })
+    let bytes = 2 * n_pos * hs * 2;
+    pair(c, &format!("attention_f16/{n_pos}"), bytes, |simd| {
+        let (q, kc, vc) = (black_box(&q), black_box(&kc), black_box(&vc));
+        let s = &mut scores;
+        call!(
+            simd,
+            attention::attention_f16(&mut out, q, kc, vc, n_embd, n_pos, s)
+        )
     });
-    grp.bench_with_input(BenchmarkId::new("simd", n_pos), &n_pos, |b, &n| {
-        b.iter(|| {
-            k::attention_f16(
-                &mut out,
-                black_box(&q),
-                black_box(&kc),
-                black_box(&vc),
-                n_embd,
-                n,
-                &mut scores,
-            )
-        })
-    });
-    grp.finish();
 }
 
 criterion_group!(benches, matvec, attention);

@@ -404,8 +404,61 @@ fn q4_nibble(row: &[u8], c: usize) -> u8 {
 
 struct F32W(Vec<f32>);
 struct F16W(Vec<f16>);
-struct Q8W(Vec<i8>, Vec<f16>);
-struct Q4W(Vec<u8>, Vec<f16>);
+/// A q8_0 (`C = i8`) or q4_0 (`C = u8`, two nibbles a byte) matrix: codes and scales.
+struct Quant<C>(Vec<C>, Vec<f16>);
+type Q8W = Quant<i8>;
+type Q4W = Quant<u8>;
+
+/// What differs between q8_0 and q4_0: the code type and what is done with it.
+trait Code: Copy {
+    const OP: &'static str;
+    /// Columns per code.
+    const PER: usize;
+    /// The columns past the last full group hold this junk, which the kernels must ignore.
+    const JUNK: Self;
+    fn quantize(q: &mut [Self], s: &mut [f16], row: &[f32]);
+    fn matvec(out: &mut [f32], q: &[Self], s: &[f16], xq: &[i8], xs: &[f32], simd: bool);
+    /// Column `c`'s integer value in a row of codes.
+    fn value(row: &[Self], c: usize) -> i32;
+}
+
+impl Code for i8 {
+    const OP: &'static str = "matvec_q8";
+    const PER: usize = 1;
+    const JUNK: i8 = 99;
+    fn quantize(q: &mut [i8], s: &mut [f16], row: &[f32]) {
+        quant::quantize_row_q8(q, s, row)
+    }
+    fn matvec(out: &mut [f32], q: &[i8], s: &[f16], xq: &[i8], xs: &[f32], simd: bool) {
+        if simd {
+            folio_kernels::matvec_q8(out, q, s, xq, xs)
+        } else {
+            folio_kernels::matvec_q8::scalar::matvec_q8(out, q, s, xq, xs)
+        }
+    }
+    fn value(row: &[i8], c: usize) -> i32 {
+        row[c].into()
+    }
+}
+
+impl Code for u8 {
+    const OP: &'static str = "matvec_q4";
+    const PER: usize = 2;
+    const JUNK: u8 = 0x5a;
+    fn quantize(q: &mut [u8], s: &mut [f16], row: &[f32]) {
+        quant::quantize_row_q4(q, s, row)
+    }
+    fn matvec(out: &mut [f32], q: &[u8], s: &[f16], xq: &[i8], xs: &[f32], simd: bool) {
+        if simd {
+            folio_kernels::matvec_q4(out, q, s, xq, xs)
+        } else {
+            folio_kernels::matvec_q4::scalar::matvec_q4(out, q, s, xq, xs)
+        }
+    }
+    fn value(row: &[u8], c: usize) -> i32 {
+        i32::from(q4_nibble(row, c)) - 8
+    }
+}
 
 /// Quantised column counts: several full groups (one block of 8 groups, and more, with
 /// every kind of last block: full, odd, even), plus a partial last group and a sub-group
@@ -427,51 +480,35 @@ fn quant_cols() -> Vec<usize> {
     ]
 }
 
-impl Enc for F32W {
-    const OP: &'static str = "matvec_f32";
-    fn cols() -> Vec<usize> {
-        (0..=MAX_LEN).collect()
-    }
-    fn gen(rng: &mut Rng, rows: usize, cols: usize, kind: Kind) -> Self {
-        F32W(vec_f32(rng, rows * cols, kind, 1.0))
-    }
-    fn run(&self, out: &mut [f32], x: &[f32], simd: bool) {
-        if simd {
-            folio_kernels::matvec_f32(out, &self.0, x)
-        } else {
-            folio_kernels::matvec_f32::scalar::matvec_f32(out, &self.0, x)
+/// `Enc` for an unquantised weight `$w` of kernel `$op`: made by `$gen`, read as f64 by `$wide`.
+macro_rules! float_enc {
+    ($w:ident, $op:ident, $gen:ident, $wide:expr) => {
+        impl Enc for $w {
+            const OP: &'static str = stringify!($op);
+            fn cols() -> Vec<usize> {
+                (0..=MAX_LEN).collect()
+            }
+            fn gen(rng: &mut Rng, rows: usize, cols: usize, kind: Kind) -> Self {
+                $w($gen(rng, rows * cols, kind, 1.0))
+            }
+            fn run(&self, out: &mut [f32], x: &[f32], simd: bool) {
+                if simd {
+                    folio_kernels::$op(out, &self.0, x)
+                } else {
+                    folio_kernels::$op::scalar::$op(out, &self.0, x)
+                }
+            }
+            fn w(&self, r: usize, c: usize, cols: usize) -> Option<f64> {
+                Some($wide(self.0[r * cols + c]))
+            }
+            fn rows(&self, cols: usize) -> usize {
+                self.0.len().checked_div(cols).unwrap_or(usize::MAX)
+            }
         }
-    }
-    fn w(&self, r: usize, c: usize, cols: usize) -> Option<f64> {
-        Some(self.0[r * cols + c] as f64)
-    }
-    fn rows(&self, cols: usize) -> usize {
-        self.0.len().checked_div(cols).unwrap_or(usize::MAX)
-    }
+    };
 }
-
-impl Enc for F16W {
-    const OP: &'static str = "matvec_f16";
-    fn cols() -> Vec<usize> {
-        (0..=MAX_LEN).collect()
-    }
-    fn gen(rng: &mut Rng, rows: usize, cols: usize, kind: Kind) -> Self {
-        F16W(vec_f16(rng, rows * cols, kind, 1.0))
-    }
-    fn run(&self, out: &mut [f32], x: &[f32], simd: bool) {
-        if simd {
-            folio_kernels::matvec_f16(out, &self.0, x)
-        } else {
-            folio_kernels::matvec_f16::scalar::matvec_f16(out, &self.0, x)
-        }
-    }
-    fn w(&self, r: usize, c: usize, cols: usize) -> Option<f64> {
-        Some(h(self.0[r * cols + c]))
-    }
-    fn rows(&self, cols: usize) -> usize {
-        self.0.len().checked_div(cols).unwrap_or(usize::MAX)
-    }
-}
+float_enc!(F32W, matvec_f32, vec_f32, f64::from);
+float_enc!(F16W, matvec_f16, vec_f16, h);
 
 /// Quantisation input: uniform, or (Special/Wide) rows with some all-zero groups and a
 /// few large-magnitude groups (scales stay in f16 range).
@@ -497,88 +534,35 @@ fn quant_rows(q_len: usize, row_len: usize, s_len: usize, groups: usize) -> usiz
     }
 }
 
-impl Enc for Q8W {
-    const OP: &'static str = "matvec_q8";
+impl<C: Code> Enc for Quant<C> {
+    const OP: &'static str = C::OP;
     fn cols() -> Vec<usize> {
         quant_cols()
     }
     fn gen(rng: &mut Rng, rows: usize, cols: usize, kind: Kind) -> Self {
-        let g = cols / QK;
+        let (g, rb) = (cols / QK, cols / C::PER);
         let src = quant_source(rng, rows, g * QK, kind);
-        let (mut q, mut s) = (vec![0i8; rows * cols], vec![f16::ZERO; rows * g]);
+        let (mut q, mut s) = (vec![C::JUNK; rows * rb], vec![f16::ZERO; rows * g]);
         for r in 0..rows {
             let row = &src[r * g * QK..(r + 1) * g * QK];
-            quant::quantize_row_q8(
-                &mut q[r * cols..r * cols + g * QK],
-                &mut s[r * g..(r + 1) * g],
-                row,
-            );
-            // Columns past the last full group hold junk the kernels must ignore.
-            q[r * cols + g * QK..(r + 1) * cols].fill(99);
+            let codes = &mut q[r * rb..r * rb + g * QK / C::PER];
+            C::quantize(codes, &mut s[r * g..(r + 1) * g], row);
         }
-        Q8W(q, s)
+        Quant(q, s)
     }
     fn run(&self, out: &mut [f32], x: &[f32], simd: bool) {
         let (xq, xs) = act(x, simd);
-        if simd {
-            folio_kernels::matvec_q8(out, &self.0, &self.1, &xq, &xs)
-        } else {
-            folio_kernels::matvec_q8::scalar::matvec_q8(out, &self.0, &self.1, &xq, &xs)
-        }
-    }
-    fn w(&self, r: usize, c: usize, cols: usize) -> Option<f64> {
-        let g = cols / QK;
-        (c < g * QK).then(|| self.0[r * cols + c] as f64 * h(self.1[r * g + c / QK]))
-    }
-    fn rows(&self, cols: usize) -> usize {
-        quant_rows(self.0.len(), cols, self.1.len(), cols / QK)
-    }
-    fn design_err(&self, r: usize, x: &[f32], cols: usize) -> f64 {
-        int8_act_err(|c| self.w(r, c, cols), x)
-    }
-    fn defined(&self, want: f64, x: &[f32], cols: usize) -> f64 {
-        int8_act_defined(want, x, cols)
-    }
-}
-
-impl Enc for Q4W {
-    const OP: &'static str = "matvec_q4";
-    fn cols() -> Vec<usize> {
-        quant_cols()
-    }
-    fn gen(rng: &mut Rng, rows: usize, cols: usize, kind: Kind) -> Self {
-        let g = cols / QK;
-        let rb = cols / 2;
-        let src = quant_source(rng, rows, g * QK, kind);
-        let (mut q, mut s) = (vec![0u8; rows * rb], vec![f16::ZERO; rows * g]);
-        for r in 0..rows {
-            let row = &src[r * g * QK..(r + 1) * g * QK];
-            quant::quantize_row_q4(
-                &mut q[r * rb..r * rb + g * QK / 2],
-                &mut s[r * g..(r + 1) * g],
-                row,
-            );
-            q[r * rb + g * QK / 2..(r + 1) * rb].fill(0x5a);
-        }
-        Q4W(q, s)
-    }
-    fn run(&self, out: &mut [f32], x: &[f32], simd: bool) {
-        let (xq, xs) = act(x, simd);
-        if simd {
-            folio_kernels::matvec_q4(out, &self.0, &self.1, &xq, &xs)
-        } else {
-            folio_kernels::matvec_q4::scalar::matvec_q4(out, &self.0, &self.1, &xq, &xs)
-        }
+        C::matvec(out, &self.0, &self.1, &xq, &xs, simd)
     }
     fn w(&self, r: usize, c: usize, cols: usize) -> Option<f64> {
         let g = cols / QK;
         (c < g * QK).then(|| {
-            let nib = q4_nibble(&self.0[r * (cols / 2)..], c);
-            (nib as i32 - 8) as f64 * h(self.1[r * g + c / QK])
+            let row = &self.0[r * (cols / C::PER)..];
+            f64::from(C::value(row, c)) * h(self.1[r * g + c / QK])
         })
     }
     fn rows(&self, cols: usize) -> usize {
-        quant_rows(self.0.len(), cols / 2, self.1.len(), cols / QK)
+        quant_rows(self.0.len(), cols / C::PER, self.1.len(), cols / QK)
     }
     fn design_err(&self, r: usize, x: &[f32], cols: usize) -> f64 {
         int8_act_err(|c| self.w(r, c, cols), x)
