@@ -11,12 +11,8 @@
 //! through into the weights, and a truncation makes the next read of a vanished page a
 //! `SIGBUS` that kills the process. For a file that may change (being rewritten, on a network
 //! share), [`MappedModel::read`] copies it into an 8-byte aligned buffer instead (`folio
-//! --no-mmap`); later changes to the file then have no effect.
-//!
-//! A valid safetensors file need not pad its header to a multiple of 8. When the data section
-//! of a map would be misaligned, the bytes are copied into an [`AlignedCopy`] whose data
-//! section is 8-byte aligned ([`Model::from_bytes`] views tensors in place and refuses
-//! misaligned data with [`Error::DataMisaligned`]).
+//! --no-mmap`); later changes to the file then have no effect. A map whose data section
+//! would be misaligned is copied into an [`AlignedCopy`].
 
 use crate::{Error, Model};
 use std::fs::{File, Metadata, OpenOptions};

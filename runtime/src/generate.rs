@@ -15,7 +15,7 @@
 //!
 //! The token history (`block_size` ids) lives in the session's memory.
 use crate::error::Error;
-use crate::model::Session;
+use crate::model::{check_tokens, Session};
 use crate::sampler::Sampler;
 
 /// What to do when the context window is full.
@@ -71,15 +71,7 @@ impl<'s, 'a> Generator<'s, 'a> {
     /// ([`window_len`]).
     pub fn prompt(&mut self, tokens: &[u32]) -> Result<(), Error> {
         let cfg = *self.session.model().config();
-        if tokens.is_empty() {
-            return Err(Error::EmptyPrompt);
-        }
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(Error::TokenOutOfRange {
-                token,
-                vocab_size: cfg.vocab_size as u32,
-            });
-        }
+        check_tokens(&cfg, tokens)?;
         let w = window_len(self.mode, tokens.len(), cfg.block_size);
         let window = tokens.get(tokens.len() - w..).unwrap_or(&[]);
         self.len = 0;

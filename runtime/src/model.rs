@@ -167,6 +167,21 @@ impl<'a> Model<'a> {
     }
 }
 
+/// [`Error::EmptyPrompt`] for no tokens, [`Error::TokenOutOfRange`] for the first token
+/// not below `vocab_size`.
+pub(crate) fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<(), Error> {
+    if tokens.is_empty() {
+        return Err(Error::EmptyPrompt);
+    }
+    match tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+        Some(&token) => Err(Error::TokenOutOfRange {
+            token,
+            vocab_size: cfg.vocab_size as u32,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Split the first `n` elements off `buf`.
 fn take<'s, T>(buf: &mut &'s mut [T], n: usize) -> Result<&'s mut [T], Error> {
     let all = core::mem::take(buf);
@@ -230,15 +245,7 @@ impl<'s, 'a> Session<'s, 'a> {
     /// result has the bits of [`Session::forward`] token by token.
     pub fn prefill(&mut self, tokens: &[u32], pos: usize) -> Result<&[f32], Error> {
         let cfg = self.model.config;
-        if tokens.is_empty() {
-            return Err(Error::EmptyPrompt);
-        }
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(Error::TokenOutOfRange {
-                token,
-                vocab_size: cfg.vocab_size as u32,
-            });
-        }
+        check_tokens(&cfg, tokens)?;
         let last = pos.saturating_add(tokens.len() - 1);
         if last >= cfg.block_size {
             return Err(Error::PositionOutOfRange {
