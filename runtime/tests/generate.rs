@@ -27,6 +27,18 @@ fn advance(window: &mut Vec<u32>, t: u32, block: usize, mode: ContextMode) {
     }
 }
 
+/// A generator over `model` whose session lives in `mem` (resized to fit).
+fn generator<'s, 'a>(
+    model: &'s Model<'a>,
+    mem: &'s mut Vec<u8>,
+    mode: ContextMode,
+    cfg: SamplerConfig,
+) -> Generator<'s, 'a> {
+    mem.resize(model.session_bytes(), 0);
+    let s = model.session(mem).expect("session");
+    Generator::with_mode(s, Sampler::new(cfg).expect("sampler"), mode)
+}
+
 /// Greedy-generate `n` tokens and check each against the reference's argmax over the
 /// same window. Steps where the reference's top two logits are closer than `tie` (relative
 /// to the largest |logit|) are not judged (f32 vs f64 may order them either way); the
@@ -36,13 +48,8 @@ fn greedy_vs_reference(spec: FixtureSpec, mode: ContextMode, prompt: &str, n: us
     let reference = Reference::from_bytes(&bytes).expect("reference");
     let a = AlignedBytes::new(&bytes);
     let model = Model::from_bytes(a.bytes()).expect("load");
-    let mut mem = vec![0u8; model.session_bytes()];
-    let session = model.session(&mut mem).expect("session");
-    let mut g = Generator::with_mode(
-        session,
-        Sampler::new(SamplerConfig::greedy()).expect("sampler"),
-        mode,
-    );
+    let mut mem = Vec::new();
+    let mut g = generator(&model, &mut mem, mode, SamplerConfig::greedy());
     let block = spec.config.block_size;
     let prompt = reference.encode(prompt);
     let mut window = Vec::new();
@@ -116,9 +123,8 @@ fn greedy_on_the_first_lab_shape() {
 
 fn sample_run(bytes: &[u8], cfg: SamplerConfig, mode: ContextMode, n: usize) -> Vec<u32> {
     let model = Model::from_bytes(bytes).expect("load");
-    let mut mem = vec![0u8; model.session_bytes()];
-    let session = model.session(&mut mem).expect("session");
-    let mut g = Generator::with_mode(session, Sampler::new(cfg).expect("sampler"), mode);
+    let mut mem = Vec::new();
+    let mut g = generator(&model, &mut mem, mode, cfg);
     let mut prompt = [0u32; 8];
     let np = model.tokenizer().encode("to the", &mut prompt).expect("encode");
     g.prompt(&prompt[..np]).expect("prompt");
@@ -246,6 +252,14 @@ fn small() -> AlignedBytes {
     AlignedBytes::new(&FixtureSpec::new(config, Plan::All(Encoding::F32), 4).std(0.3).to_bytes())
 }
 
+/// `f` on a greedy generator over [`small`] in `mode`.
+fn greedy_small(mode: ContextMode, f: impl FnOnce(&mut Generator<'_, '_>)) {
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
+    let mut mem = Vec::new();
+    f(&mut generator(&model, &mut mem, mode, SamplerConfig::greedy()))
+}
+
 fn run(
     model: &Model<'_>,
     mode: ContextMode,
@@ -253,9 +267,8 @@ fn run(
     prompt: &[u32],
     n: usize,
 ) -> Vec<u32> {
-    let mut mem = vec![0u8; model.session_bytes()];
-    let s = model.session(&mut mem).expect("session");
-    let mut g = Generator::with_mode(s, Sampler::new(cfg).expect("sampler"), mode);
+    let mut mem = Vec::new();
+    let mut g = generator(model, &mut mem, mode, cfg);
     g.prompt(prompt).expect("prompt");
     (0..n).map(|_| g.next().expect("next")).collect()
 }
@@ -297,45 +310,35 @@ fn greedy_next_is_argmax_of_a_fresh_forward() {
 
 #[test]
 fn exact_mode_window_is_the_last_block() {
-    let file = small();
-    let model = Model::from_bytes(file.bytes()).expect("load");
-    let mut mem = vec![0u8; model.session_bytes()];
-    let s = model.session(&mut mem).expect("session");
-    let sampler = Sampler::new(SamplerConfig::greedy()).expect("sampler");
-    let mut g = Generator::with_mode(s, sampler, ContextMode::Exact);
-    let prompt: Vec<u32> = (0..12).collect();
-    g.prompt(&prompt).expect("prompt");
-    assert_eq!(g.window(), &prompt[4..]);
-    let t = g.next().expect("next");
-    g.next().expect("next");
-    assert_eq!(g.window().len(), 8);
-    assert_eq!(*g.window().last().expect("last"), t);
+    greedy_small(ContextMode::Exact, |g| {
+        let prompt: Vec<u32> = (0..12).collect();
+        g.prompt(&prompt).expect("prompt");
+        assert_eq!(g.window(), &prompt[4..]);
+        let t = g.next().expect("next");
+        g.next().expect("next");
+        assert_eq!(g.window().len(), 8);
+        assert_eq!(*g.window().last().expect("last"), t);
+    });
 }
 
 #[test]
 fn shift_mode_keeps_half_the_window() {
-    let file = small();
-    let model = Model::from_bytes(file.bytes()).expect("load");
-    let mut mem = vec![0u8; model.session_bytes()];
-    let s = model.session(&mut mem).expect("session");
-    let mut g = Generator::new(s, Sampler::new(SamplerConfig::greedy()).expect("sampler"));
-    let prompt: Vec<u32> = (0..9).collect();
-    g.prompt(&prompt).expect("prompt");
-    // 8 fill the window; the 9th shifts: keep 4 (4..8), then 8.
-    assert_eq!(g.window(), &[4, 5, 6, 7, 8]);
+    greedy_small(ContextMode::Shift, |g| {
+        let prompt: Vec<u32> = (0..9).collect();
+        g.prompt(&prompt).expect("prompt");
+        // 8 fill the window; the 9th shifts: keep 4 (4..8), then 8.
+        assert_eq!(g.window(), &[4, 5, 6, 7, 8]);
+    });
 }
 
 #[test]
 fn generator_errors() {
-    let file = small();
-    let model = Model::from_bytes(file.bytes()).expect("load");
-    let mut mem = vec![0u8; model.session_bytes()];
-    let s = model.session(&mut mem).expect("session");
-    let mut g = Generator::new(s, Sampler::new(SamplerConfig::greedy()).expect("sampler"));
-    assert_eq!(g.next(), Err(Error::EmptyPrompt));
-    assert_eq!(g.prompt(&[]), Err(Error::EmptyPrompt));
-    let e = Error::TokenOutOfRange { token: 99, vocab_size: 29 };
-    assert_eq!(g.prompt(&[1, 99]), Err(e));
+    greedy_small(ContextMode::Shift, |g| {
+        assert_eq!(g.next(), Err(Error::EmptyPrompt));
+        assert_eq!(g.prompt(&[]), Err(Error::EmptyPrompt));
+        let e = Error::TokenOutOfRange { token: 99, vocab_size: 29 };
+        assert_eq!(g.prompt(&[1, 99]), Err(e));
+    });
 }
 
 /// A long prompt costs at most `block_size` forwards: `prompt` keeps only the window that
@@ -344,14 +347,11 @@ fn generator_errors() {
 /// the same window, bit-identical logits and the same continuation.
 #[test]
 fn long_prompts_skip_to_the_window_token_by_token_feeding_ends_with() {
-    let bytes = FixtureSpec::new(Config::new(8, 32, 4, 2).vocab(29), Plan::All(Encoding::F32), 4)
-        .std(0.3)
-        .to_bytes();
-    let a = AlignedBytes::new(&bytes);
-    let model = Model::from_bytes(a.bytes()).expect("load");
+    let file = small();
+    let model = Model::from_bytes(file.bytes()).expect("load");
     let block = model.config().block_size;
     let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 5 };
-    let (mut ma, mut mb) = (vec![0u8; model.session_bytes()], vec![0u8; model.session_bytes()]);
+    let (mut ma, mut mb) = (Vec::new(), Vec::new());
     for mode in [ContextMode::Shift, ContextMode::Exact] {
         for n in 1..=5 * block + 3 {
             let prompt: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % 29).collect();
@@ -360,12 +360,10 @@ fn long_prompts_skip_to_the_window_token_by_token_feeding_ends_with() {
             for &t in &prompt {
                 advance(&mut want, t, block, mode);
             }
-            let sa = model.session(&mut ma).expect("session");
-            let mut long = Generator::with_mode(sa, Sampler::new(cfg).expect("sampler"), mode);
+            let mut long = generator(&model, &mut ma, mode, cfg);
             long.prompt(&prompt).expect("prompt");
             assert_eq!(long.window(), &want[..], "{mode:?} n={n}");
-            let sb = model.session(&mut mb).expect("session");
-            let mut fresh = Generator::with_mode(sb, Sampler::new(cfg).expect("sampler"), mode);
+            let mut fresh = generator(&model, &mut mb, mode, cfg);
             fresh.prompt(&want).expect("prompt");
             let (la, lb) = (long.session().logits(), fresh.session().logits());
             assert!(la.iter().zip(lb).all(|(x, y)| x.to_bits() == y.to_bits()), "{mode:?} n={n}");
