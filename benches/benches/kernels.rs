@@ -8,6 +8,7 @@
 //! (add `RUSTFLAGS="-C target-cpu=x86-64-v3"` for the compile-time AVX2 build).
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use folio_kernels::{self as k, f16, quant, QK};
+use folio_tests::rng::Rng;
 use std::hint::black_box;
 
 /// Kernel `$op` (of module `$m`, by default `$op`) on `$args`: its SIMD path, or (`simd`
@@ -25,18 +26,10 @@ macro_rules! call {
     };
 }
 
-/// Deterministic values in [-1, 1) (SplitMix64), no dependency.
+/// Deterministic values in [-1, 1) (the test kit's SplitMix64).
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
 /// (rows, cols): a head-sized toy, attention/projection, and the MLP's c_fc.
@@ -104,14 +97,13 @@ fn attention(c: &mut Criterion) {
     // One head of the 384-wide, 6-head model over 256 cached positions.
     let (n_embd, hs, n_pos) = (384, 64, 256);
     let q = values(hs, 3);
-    let kc: Vec<f16> = values(n_pos * n_embd, 4)
-        .iter()
-        .map(|&v| f16::from_f32(v))
-        .collect();
-    let vc: Vec<f16> = values(n_pos * n_embd, 5)
-        .iter()
-        .map(|&v| f16::from_f32(v))
-        .collect();
+    let cache = |seed| -> Vec<f16> {
+        values(n_pos * n_embd, seed)
+            .into_iter()
+            .map(f16::from_f32)
+            .collect()
+    };
+    let (kc, vc) = (cache(4), cache(5));
     let (mut out, mut scores) = (vec![0.0f32; hs], vec![0.0f32; n_pos]);
     let bytes = 2 * n_pos * hs * 2;
     pair(c, &format!("attention_f16/{n_pos}"), bytes, |simd| {
