@@ -492,60 +492,40 @@ pub fn push_matrix(
     values: &[f32],
 ) {
     assert_eq!(values.len(), rows * cols);
-    let scale_tensor = |scales: &[f16]| StoredTensor {
-        name: format!("{name}_scale"),
-        dtype: Dtype::F16,
-        shape: vec![rows, cols / QK],
-        data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+    let (dtype, width, data, scales) = match enc {
+        Encoding::F32 => (Dtype::F32, cols, f32_bytes(values), None),
+        Encoding::F16 => (Dtype::F16, cols, f16_bytes(values), None),
+        Encoding::Q8_0 | Encoding::Q4_0 => {
+            // q8_0: one i8 code a column; q4_0: two 4-bit codes a byte.
+            let per = if enc == Encoding::Q8_0 { 1 } else { 2 };
+            let mut q = vec![0u8; rows * cols / per];
+            let mut s = vec![f16::ZERO; rows * cols / QK];
+            let code_rows = q
+                .chunks_exact_mut(cols / per)
+                .zip(s.chunks_exact_mut(cols / QK));
+            for ((qr, sr), xr) in code_rows.zip(values.chunks_exact(cols)) {
+                match enc {
+                    Encoding::Q8_0 => quantize_row_q8(bytemuck::cast_slice_mut(qr), sr, xr),
+                    _ => quantize_row_q4(qr, sr, xr),
+                }
+            }
+            let dtype = if per == 1 { Dtype::I8 } else { Dtype::U8 };
+            (dtype, cols / per, q, Some(s))
+        }
     };
-    match enc {
-        Encoding::F32 => tensors.push(StoredTensor {
-            name: name.into(),
-            dtype: Dtype::F32,
-            shape: vec![rows, cols],
-            data: f32_bytes(values),
-        }),
-        Encoding::F16 => tensors.push(StoredTensor {
-            name: name.into(),
+    let shape = vec![rows, width];
+    tensors.push(StoredTensor {
+        name: name.into(),
+        dtype,
+        shape,
+        data,
+    });
+    if let Some(scales) = scales {
+        tensors.push(StoredTensor {
+            name: format!("{name}_scale"),
             dtype: Dtype::F16,
-            shape: vec![rows, cols],
-            data: f16_bytes(values),
-        }),
-        Encoding::Q8_0 => {
-            let mut q = vec![0i8; rows * cols];
-            let mut s = vec![f16::ZERO; rows * cols / QK];
-            for ((qr, sr), xr) in q
-                .chunks_exact_mut(cols)
-                .zip(s.chunks_exact_mut(cols / QK))
-                .zip(values.chunks_exact(cols))
-            {
-                quantize_row_q8(qr, sr, xr);
-            }
-            tensors.push(StoredTensor {
-                name: name.into(),
-                dtype: Dtype::I8,
-                shape: vec![rows, cols],
-                data: q.iter().map(|&v| v as u8).collect(),
-            });
-            tensors.push(scale_tensor(&s));
-        }
-        Encoding::Q4_0 => {
-            let mut q = vec![0u8; rows * cols / 2];
-            let mut s = vec![f16::ZERO; rows * cols / QK];
-            for ((qr, sr), xr) in q
-                .chunks_exact_mut(cols / 2)
-                .zip(s.chunks_exact_mut(cols / QK))
-                .zip(values.chunks_exact(cols))
-            {
-                quantize_row_q4(qr, sr, xr);
-            }
-            tensors.push(StoredTensor {
-                name: name.into(),
-                dtype: Dtype::U8,
-                shape: vec![rows, cols / 2],
-                data: q,
-            });
-            tensors.push(scale_tensor(&s));
-        }
+            shape: vec![rows, cols / QK],
+            data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        });
     }
 }
