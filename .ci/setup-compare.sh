@@ -7,14 +7,7 @@ cd "$(dirname "$0")/.."
 llama=0.3.36
 gguf=0.19.0
 pkgs="cmake valgrind"
-missing=""
-for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-  echo "setup-compare: apt-get install$missing" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+.ci/apt-install.sh setup-compare $pkgs
 py=.venv/bin/python
 check="import importlib.metadata as m, sys, llama_cpp, gguf
 sys.exit(0 if (m.version('llama-cpp-python'), m.version('gguf')) == ('$llama', '$gguf') else 1)"

@@ -3,14 +3,7 @@
 # qemu-user (aarch64), qemu-system-arm (Cortex-M), arm binutils, aarch64 gcc, rustup targets.
 set -euo pipefail
 pkgs="qemu-system-arm qemu-user binutils-arm-none-eabi gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
-missing=""
-for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-  echo "setup-cross: apt-get install$missing" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+"$(dirname "$0")/apt-install.sh" setup-cross $pkgs
 targets="thumbv7em-none-eabihf thumbv7m-none-eabi aarch64-unknown-linux-gnu"
 installed=$(rustup target list --installed)
 for t in $targets; do
