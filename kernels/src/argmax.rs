@@ -3,7 +3,6 @@
 //! SIMD: a `wide` max over 8 lanes (NaN lanes dropped by `max`), then the first index
 //! holding that value. 0 for an empty slice, or when nothing beats `-inf` (all `-inf` or
 //! NaN), exactly as the reference's strict `>` scan.
-use wide::f32x8;
 
 /// Index of the largest value, 0 for an empty slice.
 pub fn argmax(x: &[f32]) -> usize {
@@ -12,16 +11,7 @@ pub fn argmax(x: &[f32]) -> usize {
     if cfg!(target_arch = "arm") {
         return scalar::argmax(x);
     }
-    let (body, tail) = x.as_chunks::<8>();
-    let mut mv = f32x8::splat(f32::NEG_INFINITY);
-    for c in body {
-        mv = mv.max(f32x8::from(*c));
-    }
-    let max = mv
-        .to_array()
-        .into_iter()
-        .chain(tail.iter().copied())
-        .fold(f32::NEG_INFINITY, f32::max);
+    let max = crate::math::max8(x);
     if max == f32::NEG_INFINITY {
         return 0;
     }

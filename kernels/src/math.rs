@@ -89,3 +89,16 @@ pub(crate) fn map8(x: &mut [f32], pad: f32, mut f: impl FnMut(f32x8) -> f32x8) {
         tail.copy_from_slice(&r[..tail.len()]);
     }
 }
+
+/// The largest element of `x` (NaN ignored, as `f32::max`; `-inf` for none): a `wide` max
+/// over 8 lanes, then the lanes and the tail.
+#[inline(always)]
+pub(crate) fn max8(x: &[f32]) -> f32 {
+    let (body, tail) = x.as_chunks::<8>();
+    let mut mv = f32x8::splat(f32::NEG_INFINITY);
+    for c in body {
+        mv = mv.max(f32x8::from(*c));
+    }
+    let lanes = mv.to_array().into_iter().chain(tail.iter().copied());
+    lanes.fold(f32::NEG_INFINITY, f32::max)
+}

@@ -4,7 +4,7 @@
 //! SIMD: `wide` max, then [`exp_f32x8`](crate::math::exp_f32x8) (~1.4 ulp; the scalar
 //! reference uses `libm::expf`), a lane-parallel sum and one multiply by `1 / sum`. An
 //! all `-inf` or `+inf` input gives NaN in both paths, as the plain formula does.
-use crate::math::{exp_f32x8, map8};
+use crate::math::{exp_f32x8, map8, max8};
 use wide::f32x8;
 
 /// In-place softmax over `x`.
@@ -17,17 +17,7 @@ pub fn softmax(x: &mut [f32]) {
     if x.is_empty() {
         return;
     }
-    let (body, tail) = x.as_chunks::<8>();
-    let mut mv = f32x8::splat(f32::NEG_INFINITY);
-    for c in body {
-        mv = mv.max(f32x8::from(*c));
-    }
-    let max = mv
-        .to_array()
-        .into_iter()
-        .chain(tail.iter().copied())
-        .fold(f32::NEG_INFINITY, f32::max);
-    let m = f32x8::splat(max);
+    let m = f32x8::splat(max8(x));
     let mut sum = f32x8::ZERO;
     // Padding with -inf makes the padded lanes exp(-inf) = 0 (or NaN when max is -inf,
     // where every real lane is NaN too).
