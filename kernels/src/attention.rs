@@ -29,21 +29,7 @@ pub fn attention_f16(
     if cfg!(target_arch = "arm") {
         return scalar::attention_f16(out, q, k, v, stride, n_pos, scores);
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::arch::x86_64::enabled() {
-        // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
-        // (enabled at compile time, or detected on this CPU).
-        return unsafe { avx2::attention_f16(out, q, k, v, stride, n_pos, scores) };
-    }
-    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    {
-        // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { neon::attention_f16(out, q, k, v, stride, n_pos, scores) }
-    }
-    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
-    {
-        portable::attention_f16(out, q, k, v, stride, n_pos, scores)
-    }
+    simd!(attention_f16(out, q, k, v, stride, n_pos, scores) else portable::attention_f16(out, q, k, v, stride, n_pos, scores))
 }
 
 /// Position `t`'s head vector in `kv`, if it lies inside.

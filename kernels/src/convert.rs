@@ -38,26 +38,14 @@ pub fn f16_to_f32(out: &mut [f32], x: &[f16]) {
     }
     let n = out.len().min(x.len());
     let (out, x) = (&mut out[..n], &x[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if crate::arch::x86_64::enabled() {
-        // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
-        // (enabled at compile time, or detected on this CPU).
-        return unsafe { avx2::f16_to_f32(out, x) };
-    }
-    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    {
-        // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { neon::f16_to_f32(out, x) }
-    }
-    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
-    {
+    simd!(f16_to_f32(out, x) else {
         let (o8, ot) = out.as_chunks_mut::<8>();
         let (x8, xt) = x.as_chunks::<8>();
         for (o, h) in o8.iter_mut().zip(x8) {
             *o = widen_f16x8(h).to_array();
         }
         scalar::f16_to_f32(ot, xt)
-    }
+    })
 }
 
 /// `out[i] = f16(x[i])`, round to nearest even.
@@ -69,21 +57,7 @@ pub fn f32_to_f16(out: &mut [f16], x: &[f32]) {
     }
     let n = out.len().min(x.len());
     let (out, x) = (&mut out[..n], &x[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if crate::arch::x86_64::enabled() {
-        // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
-        // (enabled at compile time, or detected on this CPU).
-        return unsafe { avx2::f32_to_f16(out, x) };
-    }
-    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    {
-        // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { neon::f32_to_f16(out, x) }
-    }
-    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
-    {
-        scalar::f32_to_f16(out, x)
-    }
+    simd!(f32_to_f16(out, x) else scalar::f32_to_f16(out, x))
 }
 
 /// Plain-loop reference (`half`), always compiled.

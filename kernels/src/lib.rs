@@ -33,6 +33,7 @@
 #[cfg(all(feature = "std", not(test)))]
 extern crate std;
 
+#[macro_use]
 mod arch;
 pub mod argmax;
 pub mod attention;

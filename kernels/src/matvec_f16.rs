@@ -17,21 +17,7 @@ pub fn matvec_f16(out: &mut [f32], w: &[f16], x: &[f32]) {
     if cfg!(target_arch = "arm") {
         return scalar::matvec_f16(out, w, x);
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::arch::x86_64::enabled() {
-        // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
-        // (enabled at compile time, or detected on this CPU).
-        return unsafe { avx2::matvec_f16(out, w, x) };
-    }
-    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    {
-        // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { neon::matvec_f16(out, w, x) }
-    }
-    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
-    {
-        portable::matvec_f16(out, w, x)
-    }
+    simd!(matvec_f16(out, w, x) else portable::matvec_f16(out, w, x))
 }
 
 /// Plain-loop reference, always compiled.

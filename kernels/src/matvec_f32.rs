@@ -65,9 +65,7 @@ mod portable {
         let mut o4 = out.chunks_exact_mut(4);
         let mut w4 = w.chunks_exact(4 * cols);
         for (o, w) in (&mut o4).zip(&mut w4) {
-            let (r0, r) = w.split_at(cols);
-            let (r1, r) = r.split_at(cols);
-            let (r2, r3) = r.split_at(cols);
+            let [r0, r1, r2, r3] = split4(w, cols);
             let (x8, xt) = x.as_chunks::<8>();
             let (c0, c1, c2, c3) = (
                 r0.as_chunks::<8>().0,
@@ -104,6 +102,15 @@ mod portable {
     }
 }
 
+/// A block of 4 rows (`4 * cols` elements) as its rows.
+#[inline(always)]
+fn split4<T>(w: &[T], cols: usize) -> [&[T]; 4] {
+    let (r0, r) = w.split_at(cols);
+    let (r1, r) = r.split_at(cols);
+    let (r2, r3) = r.split_at(cols);
+    [r0, r1, r2, r3]
+}
+
 /// Dot product of the tail columns, in order.
 #[inline(always)]
 pub(crate) fn tail_dot(a: &[f32], b: &[f32]) -> f32 {
@@ -112,7 +119,7 @@ pub(crate) fn tail_dot(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{rows_of, tail_dot};
+    use super::{rows_of, split4, tail_dot};
     use crate::arch::x86_64::blocks16;
     use crate::arch::x86_64::{hsum, load_f32};
     use core::arch::x86_64::*;
@@ -131,9 +138,7 @@ mod avx2 {
         let mut o4 = out.chunks_exact_mut(4);
         let mut w4 = w.chunks_exact(4 * cols);
         for (o, w) in (&mut o4).zip(&mut w4) {
-            let (r0, r) = w.split_at(cols);
-            let (r1, r) = r.split_at(cols);
-            let (r2, r3) = r.split_at(cols);
+            let [r0, r1, r2, r3] = split4(w, cols);
             let rs = [r0, r1, r2, r3];
             let c = rs.map(blocks16);
             let mut a = [_mm256_setzero_ps(); 8];

@@ -23,21 +23,7 @@ use half::f16;
 // Thumb: one out-of-line copy, not one inlined per call site (flash).
 #[cfg_attr(target_arch = "arm", inline(never))]
 pub fn matvec_q4(out: &mut [f32], q: &[u8], scales: &[f16], xq: &[i8], xs: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::arch::x86_64::enabled() {
-        // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available
-        // (enabled at compile time, or detected on this CPU).
-        return unsafe { avx2::matvec_q4(out, q, scales, xq, xs) };
-    }
-    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    {
-        // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { neon::matvec_q4(out, q, scales, xq, xs) }
-    }
-    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
-    {
-        scalar::matvec_q4(out, q, scales, xq, xs)
-    }
+    simd!(matvec_q4(out, q, scales, xq, xs) else scalar::matvec_q4(out, q, scales, xq, xs))
 }
 
 /// Plain-loop reference, always compiled.
@@ -160,12 +146,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn full(w: [&[[u8; QK / 2]; 8]; 4], x: &[[i8; QK]; 8]) -> [__m256i; 4] {
         // Each row's 8 groups as 4 pairs of groups (32 bytes a load).
-        let w: [&[[u8; 32]; 4]; 4] = [
-            bytemuck::cast_ref(w[0]),
-            bytemuck::cast_ref(w[1]),
-            bytemuck::cast_ref(w[2]),
-            bytemuck::cast_ref(w[3]),
-        ];
+        let w: [&[[u8; 32]; 4]; 4] = w.map(bytemuck::cast_ref);
         reduce(pairs(w, x))
     }
 
@@ -198,12 +179,7 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn half(w: [&[[u8; QK / 2]; 4]; 4], x: &[[i8; QK]; 4]) -> [__m256i; 4] {
-        let w: [&[[u8; 32]; 2]; 4] = [
-            bytemuck::cast_ref(w[0]),
-            bytemuck::cast_ref(w[1]),
-            bytemuck::cast_ref(w[2]),
-            bytemuck::cast_ref(w[3]),
-        ];
+        let w: [&[[u8; 32]; 2]; 4] = w.map(bytemuck::cast_ref);
         reduce(pairs(w, x))
     }
 

@@ -47,20 +47,7 @@ const TINY_BITS: u32 = (127 - 100) << 23;
 
 /// Quantise `x` into int8 groups: codes `xq (cols)`, scales `xs (cols / QK)`.
 pub fn quantize_act(xq: &mut [i8], xs: &mut [f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::arch::x86_64::enabled() {
-        // SAFETY: `enabled()` is true only when AVX2, FMA and F16C are available.
-        return unsafe { avx2::quantize_act(xq, xs, x) };
-    }
-    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    {
-        // SAFETY: NEON is enabled at compile time (the `cfg` above).
-        unsafe { neon::quantize_act(xq, xs, x) }
-    }
-    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
-    {
-        scalar::quantize_act(xq, xs, x)
-    }
+    simd!(quantize_act(xq, xs, x) else scalar::quantize_act(xq, xs, x))
 }
 
 /// What a group's `amax` (as `|x|` bits) makes of it.
