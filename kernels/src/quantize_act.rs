@@ -222,21 +222,36 @@ pub(crate) fn h2f(h: f16) -> f32 {
     }
 }
 
+/// `f(codes, scale, x)` for each whole group of `x` (`QK` columns, with its codes and
+/// scale), then the codes past the last whole group zeroed: every path's outer loop.
+#[inline(always)]
+fn for_groups(
+    xq: &mut [i8],
+    xs: &mut [f32],
+    x: &[f32],
+    mut f: impl FnMut(&mut [i8; QK], &mut f32, &[f32; QK]),
+) {
+    let (groups, _) = xq.as_chunks_mut::<QK>();
+    let mut n = 0;
+    for ((qg, s), xg) in groups
+        .iter_mut()
+        .zip(xs.iter_mut())
+        .zip(x.as_chunks::<QK>().0)
+    {
+        f(qg, s, xg);
+        n += 1;
+    }
+    xq.get_mut(n * QK..).unwrap_or(&mut []).fill(0);
+}
+
 /// Plain-loop reference, always compiled: the activation groups and the row value.
 pub mod scalar {
-    use super::{h2f, Group};
-    use crate::QK;
+    use super::{for_groups, h2f, Group};
     use half::f16;
 
     /// Scalar `quantize_act`.
     pub fn quantize_act(xq: &mut [i8], xs: &mut [f32], x: &[f32]) {
-        let (groups, _) = xq.as_chunks_mut::<QK>();
-        let mut n = 0;
-        for ((qg, s), xg) in groups
-            .iter_mut()
-            .zip(xs.iter_mut())
-            .zip(x.as_chunks::<QK>().0)
-        {
+        for_groups(xq, xs, x, |qg, s, xg| {
             // 4 columns a step: Cortex-M builds at opt-level "s" keep loops rolled.
             let bits = |v: f32| v.to_bits() & 0x7fff_ffff;
             let amax = xg.as_chunks::<4>().0.iter().fold(0u32, |m, v| {
@@ -258,9 +273,7 @@ pub mod scalar {
                 }
                 _ => qg.fill(0),
             }
-            n += 1;
-        }
-        xq.get_mut(n * QK..).unwrap_or(&mut []).fill(0);
+        });
     }
 
     /// `round_ties_even(v)` as an i8 (saturating as the vector packs do; `|v| <=
@@ -293,8 +306,7 @@ pub mod scalar {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::Group;
-    use crate::QK;
+    use super::{for_groups, Group};
     use core::arch::x86_64::*;
 
     /// AVX2 `quantize_act`: `|x|` bits maxed as u32 (`vpmaxud`), codes by `vcvtps2dq`
@@ -304,16 +316,10 @@ mod avx2 {
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn quantize_act(xq: &mut [i8], xs: &mut [f32], x: &[f32]) {
-        let (groups, _) = xq.as_chunks_mut::<QK>();
         let abs = _mm256_set1_epi32(0x7fff_ffff);
         // packs interleave 128-bit halves: lanes 0 4 1 5 2 6 3 7 restore column order.
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        let mut n = 0;
-        for ((qg, s), xg) in groups
-            .iter_mut()
-            .zip(xs.iter_mut())
-            .zip(x.as_chunks::<QK>().0)
-        {
+        for_groups(xq, xs, x, |qg, s, xg| {
             // SAFETY: `xg` is 32 f32 (128 readable bytes), `qg` 32 writable bytes.
             unsafe {
                 let p = xg.as_ptr();
@@ -345,29 +351,20 @@ mod avx2 {
                 };
                 _mm256_storeu_si256(qg.as_mut_ptr().cast(), codes);
             }
-            n += 1;
-        }
-        xq.get_mut(n * QK..).unwrap_or(&mut []).fill(0);
+        });
     }
 }
 
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
-    use super::Group;
-    use crate::QK;
+    use super::{for_groups, Group};
     use core::arch::aarch64::*;
 
     /// NEON `quantize_act`: `|x|` bits maxed as u32 (`umaxv`), codes by `fcvtns` (round to
     /// nearest even) and saturating narrows.
     #[target_feature(enable = "neon")]
     pub fn quantize_act(xq: &mut [i8], xs: &mut [f32], x: &[f32]) {
-        let (groups, _) = xq.as_chunks_mut::<QK>();
-        let mut n = 0;
-        for ((qg, s), xg) in groups
-            .iter_mut()
-            .zip(xs.iter_mut())
-            .zip(x.as_chunks::<QK>().0)
-        {
+        for_groups(xq, xs, x, |qg, s, xg| {
             // SAFETY: `xg` is 32 f32 (128 readable bytes), `qg` 32 writable bytes.
             unsafe {
                 let p = xg.as_ptr();
@@ -394,8 +391,6 @@ mod neon {
                     }
                 }
             }
-            n += 1;
-        }
-        xq.get_mut(n * QK..).unwrap_or(&mut []).fill(0);
+        });
     }
 }
