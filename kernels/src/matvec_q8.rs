@@ -157,31 +157,31 @@ mod dsp {
     ) -> [i32; 4] {
         let px = x.as_ptr();
         let (mut a, mut b, mut c, mut d) = (0i32, 0i32, 0i32, 0i32);
+        // One row's word of 4 codes at `$load` into accumulator `$acc`: two SMLADs with
+        // the activation halves `x0`, `x1`.
+        macro_rules! row {
+            ($load:literal, $acc:literal) => {
+                concat!(
+                    concat!("ldr {w}, ", $load, "\n"),
+                    "sxtb16 {t}, {w}\n",
+                    concat!("smlad {", $acc, "}, {t}, {x0}, {", $acc, "}\n"),
+                    "sxtb16 {w}, {w}, ror #8\n",
+                    concat!("smlad {", $acc, "}, {w}, {x1}, {", $acc, "}\n"),
+                )
+            };
+        }
+        // 4 codes of `x` split once, then rows 1, 0, 3, 2.
         macro_rules! step {
             () => {
-                "ldr {x1}, [{px}], #4\n\
-                 sxtb16 {x0}, {x1}\n\
-                 sxtb16 {x1}, {x1}, ror #8\n\
-                 ldr {w}, [{pa}, {st}]\n\
-                 sxtb16 {t}, {w}\n\
-                 smlad {b}, {t}, {x0}, {b}\n\
-                 sxtb16 {w}, {w}, ror #8\n\
-                 smlad {b}, {w}, {x1}, {b}\n\
-                 ldr {w}, [{pa}], #4\n\
-                 sxtb16 {t}, {w}\n\
-                 smlad {a}, {t}, {x0}, {a}\n\
-                 sxtb16 {w}, {w}, ror #8\n\
-                 smlad {a}, {w}, {x1}, {a}\n\
-                 ldr {w}, [{pb}, {st}]\n\
-                 sxtb16 {t}, {w}\n\
-                 smlad {d}, {t}, {x0}, {d}\n\
-                 sxtb16 {w}, {w}, ror #8\n\
-                 smlad {d}, {w}, {x1}, {d}\n\
-                 ldr {w}, [{pb}], #4\n\
-                 sxtb16 {t}, {w}\n\
-                 smlad {c}, {t}, {x0}, {c}\n\
-                 sxtb16 {w}, {w}, ror #8\n\
-                 smlad {c}, {w}, {x1}, {c}\n"
+                concat!(
+                    "ldr {x1}, [{px}], #4\n",
+                    "sxtb16 {x0}, {x1}\n",
+                    "sxtb16 {x1}, {x1}, ror #8\n",
+                    row!("[{pa}, {st}]", "b"),
+                    row!("[{pa}], #4", "a"),
+                    row!("[{pb}, {st}]", "d"),
+                    row!("[{pb}], #4", "c"),
+                )
             };
         }
         // SAFETY: reads the 32 bytes of the 4 rows (the caller's contract) and of `x`,
