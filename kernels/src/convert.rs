@@ -79,8 +79,30 @@ pub mod scalar {
     }
 }
 
+/// `simd` on each whole block of `N` elements of `x` into `out`, then `tail` on the rest
+/// (the SIMD paths' driver).
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[inline(always)]
+fn by_chunks<A, B, const N: usize>(
+    out: &mut [B],
+    x: &[A],
+    mut simd: impl FnMut(&mut [B; N], &[A; N]),
+    tail: impl FnOnce(&mut [B], &[A]),
+) {
+    let (on, ot) = out.as_chunks_mut::<N>();
+    let (xn, xt) = x.as_chunks::<N>();
+    for (o, v) in on.iter_mut().zip(xn) {
+        simd(o, v);
+    }
+    tail(ot, xt);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::{by_chunks, scalar};
     use crate::arch::x86_64::{load_f16, load_f32, store_f16, store_f32};
     use half::f16;
 
@@ -88,49 +110,30 @@ mod avx2 {
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn f16_to_f32(out: &mut [f32], x: &[f16]) {
-        let (o8, ot) = out.as_chunks_mut::<8>();
-        let (x8, xt) = x.as_chunks::<8>();
-        for (o, h) in o8.iter_mut().zip(x8) {
-            store_f32(o, load_f16(h));
-        }
-        super::scalar::f16_to_f32(ot, xt);
+        by_chunks(out, x, |o, h| store_f32(o, load_f16(h)), scalar::f16_to_f32);
     }
 
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn f32_to_f16(out: &mut [f16], x: &[f32]) {
-        let (o8, ot) = out.as_chunks_mut::<8>();
-        let (x8, xt) = x.as_chunks::<8>();
-        for (o, v) in o8.iter_mut().zip(x8) {
-            store_f16(o, load_f32(v));
-        }
-        super::scalar::f32_to_f16(ot, xt);
+        by_chunks(out, x, |o, v| store_f16(o, load_f32(v)), scalar::f32_to_f16);
     }
 }
 
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon {
+    use super::{by_chunks, scalar};
     use crate::arch::aarch64::{load_f16, load_f32, store_f16, store_f32};
     use half::f16;
 
     #[target_feature(enable = "neon")]
     pub fn f16_to_f32(out: &mut [f32], x: &[f16]) {
-        let (o4, ot) = out.as_chunks_mut::<4>();
-        let (x4, xt) = x.as_chunks::<4>();
-        for (o, h) in o4.iter_mut().zip(x4) {
-            store_f32(o, load_f16(h));
-        }
-        super::scalar::f16_to_f32(ot, xt);
+        by_chunks(out, x, |o, h| store_f32(o, load_f16(h)), scalar::f16_to_f32);
     }
 
     #[target_feature(enable = "neon")]
     pub fn f32_to_f16(out: &mut [f16], x: &[f32]) {
-        let (o4, ot) = out.as_chunks_mut::<4>();
-        let (x4, xt) = x.as_chunks::<4>();
-        for (o, v) in o4.iter_mut().zip(x4) {
-            store_f16(o, load_f32(v));
-        }
-        super::scalar::f32_to_f16(ot, xt);
+        by_chunks(out, x, |o, v| store_f16(o, load_f32(v)), scalar::f32_to_f16);
     }
 }
