@@ -139,20 +139,23 @@ pub fn load_f32_tail(s: &[f32]) -> [float32x4_t; 2] {
 #[inline]
 #[target_feature(enable = "neon")]
 pub fn load_f16x8(a: &[f16; 8]) -> [float32x4_t; 2] {
-    let (lo, hi) = a.split_at(4);
-    match (lo.first_chunk::<4>(), hi.first_chunk::<4>()) {
-        (Some(lo), Some(hi)) => [load_f16(lo), load_f16(hi)],
-        _ => [vdupq_n_f32(0.0); 2],
-    }
+    in_halves(a, |h| load_f16(h))
 }
 
 /// 8 f32 in two halves.
 #[inline]
 #[target_feature(enable = "neon")]
 pub fn load_f32x8(a: &[f32; 8]) -> [float32x4_t; 2] {
+    in_halves(a, |h| load_f32(h))
+}
+
+/// `load` of each half of `a`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn in_halves<T>(a: &[T; 8], load: impl Fn(&[T; 4]) -> float32x4_t) -> [float32x4_t; 2] {
     let (lo, hi) = a.split_at(4);
     match (lo.first_chunk::<4>(), hi.first_chunk::<4>()) {
-        (Some(lo), Some(hi)) => [load_f32(lo), load_f32(hi)],
+        (Some(lo), Some(hi)) => [load(lo), load(hi)],
         _ => [vdupq_n_f32(0.0); 2],
     }
 }
