@@ -11,24 +11,38 @@ use wide::f32x8;
 
 /// LayerNorm with f32 affine parameters.
 pub fn layernorm_f32(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
+    // faster and smaller.
+    if cfg!(target_arch = "arm") {
+        return scalar::layernorm_f32(out, x, w, b, eps);
+    }
     layernorm(out, x, w, b, eps)
 }
 
 /// LayerNorm with f16 affine parameters.
 pub fn layernorm_f16(out: &mut [f32], x: &[f32], w: &[f16], b: &[f16], eps: f32) {
+    if cfg!(target_arch = "arm") {
+        return scalar::layernorm_f16(out, x, w, b, eps);
+    }
     layernorm(out, x, w, b, eps)
 }
 
 /// An affine parameter type: f32, or f16 widened exactly.
-pub(crate) trait Param: Copy + Into<f32> {
+pub(crate) trait Param: Copy {
     /// 8 parameters as f32 lanes.
     fn lanes(p: &[Self; 8]) -> f32x8;
+    /// One parameter as f32.
+    fn f32(self) -> f32;
 }
 
 impl Param for f32 {
     #[inline(always)]
     fn lanes(p: &[f32; 8]) -> f32x8 {
         f32x8::from(*p)
+    }
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
     }
 }
 
@@ -37,15 +51,15 @@ impl Param for f16 {
     fn lanes(p: &[f16; 8]) -> f32x8 {
         widen_f16x8(p)
     }
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
 }
 
+/// The SIMD path of both: lanes of 8, then the tail element by element.
 #[inline(always)]
 fn layernorm<P: Param>(out: &mut [f32], x: &[f32], w: &[P], b: &[P], eps: f32) {
-    // Thumb: `wide` has no SIMD backend there (plain arrays): the plain loop is
-    // faster and smaller.
-    if cfg!(target_arch = "arm") {
-        return scalar::layernorm(out, x, w, b, eps);
-    }
     let (mean, rstd) = stats(x, eps);
     let n = out.len().min(x.len()).min(w.len()).min(b.len());
     let (o8, ot) = out[..n].as_chunks_mut::<8>();
@@ -59,7 +73,9 @@ fn layernorm<P: Param>(out: &mut [f32], x: &[f32], w: &[P], b: &[P], eps: f32) {
         let (wv, bv) = (P::lanes(wv), P::lanes(bv));
         *o = ((f32x8::from(*xv) - m) * r).mul_add(wv, bv).to_array();
     }
-    scalar::affine(ot, xt, wt, bt, mean, rstd);
+    for (((o, &v), &w), &b) in ot.iter_mut().zip(xt).zip(wt).zip(bt) {
+        *o = (v - mean) * rstd * w.f32() + b.f32();
+    }
 }
 
 fn stats(x: &[f32], eps: f32) -> (f32, f32) {
@@ -82,37 +98,21 @@ fn stats(x: &[f32], eps: f32) -> (f32, f32) {
 
 /// Plain-loop reference, always compiled.
 pub mod scalar {
-    use super::Param;
     use half::f16;
 
     /// Scalar `layernorm_f32`.
     pub fn layernorm_f32(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
-        layernorm(out, x, w, b, eps)
+        let (mean, rstd) = stats(x, eps);
+        for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(w).zip(b) {
+            *o = (v - mean) * rstd * w + b;
+        }
     }
 
     /// Scalar `layernorm_f16`.
     pub fn layernorm_f16(out: &mut [f32], x: &[f32], w: &[f16], b: &[f16], eps: f32) {
-        layernorm(out, x, w, b, eps)
-    }
-
-    #[inline(always)]
-    pub(super) fn layernorm<P: Param>(out: &mut [f32], x: &[f32], w: &[P], b: &[P], eps: f32) {
         let (mean, rstd) = stats(x, eps);
-        affine(out, x, w, b, mean, rstd);
-    }
-
-    /// `out = (x - mean) * rstd * w + b`, element by element.
-    #[inline(always)]
-    pub(super) fn affine<P: Param>(
-        out: &mut [f32],
-        x: &[f32],
-        w: &[P],
-        b: &[P],
-        mean: f32,
-        rstd: f32,
-    ) {
-        for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(w).zip(b) {
-            *o = (v - mean) * rstd * w.into() + b.into();
+        for (((o, &v), w), b) in out.iter_mut().zip(x).zip(w).zip(b) {
+            *o = (v - mean) * rstd * w.to_f32() + b.to_f32();
         }
     }
 
