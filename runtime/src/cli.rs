@@ -56,8 +56,11 @@ pub fn fail(program: &str, msg: &str, code: u8) -> ExitCode {
 /// A clap error's message up to its usage block, on one line, without clap's `error: `.
 pub fn clap_line(e: &clap::Error) -> String {
     let text = e.to_string();
-    let lines: Vec<&str> =
-        text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
     lines.join(" ").trim_start_matches("error: ").to_string()
 }
 
@@ -68,7 +71,10 @@ mod tests {
     #[test]
     fn printable_escapes_control_and_bidi_characters_only() {
         let shown = printable("a\u{1b}[31m\r\n\t\u{7f}\u{9b}\u{202e}\u{feff}é\"\\ z".chars());
-        assert_eq!(shown, r#"a\u{1b}[31m\r\n\t\u{7f}\u{9b}\u{202e}\u{feff}é"\ z"#);
+        assert_eq!(
+            shown,
+            r#"a\u{1b}[31m\r\n\t\u{7f}\u{9b}\u{202e}\u{feff}é"\ z"#
+        );
         assert!(shown.chars().all(|c| !c.is_control()));
     }
 
@@ -78,7 +84,10 @@ mod tests {
         let cmd = Command::new("x").arg(Arg::new("model").required(true));
         let e = cmd.try_get_matches_from(["x"]).unwrap_err();
         let line = clap_line(&e);
-        assert!(!line.contains('\n') && !line.starts_with("error:"), "{line}");
+        assert!(
+            !line.contains('\n') && !line.starts_with("error:"),
+            "{line}"
+        );
         assert!(line.contains("<model>"), "{line}");
     }
 }

@@ -70,7 +70,10 @@ impl Config {
             let mut v = 0u64;
             for (i, c) in unescape(get(key)?).enumerate() {
                 let d = c.to_digit(10).filter(|_| i == 0 || v > 0).ok_or(bad)?;
-                v = v.checked_mul(10).and_then(|v| v.checked_add(d.into())).ok_or(too_large)?;
+                v = v
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(d.into()))
+                    .ok_or(too_large)?;
             }
             let v = u32::try_from(v).map_err(|_| too_large)?;
             (v > 0).then_some(v as usize).ok_or(bad)
@@ -105,7 +108,12 @@ impl Config {
                 n_head: self.n_head as u32,
             });
         }
-        let too_large = |key, max: usize| Err(Error::ConfigTooLarge { key, max: max as u32 });
+        let too_large = |key, max: usize| {
+            Err(Error::ConfigTooLarge {
+                key,
+                max: max as u32,
+            })
+        };
         if self.n_layer > MAX_LAYERS {
             return too_large(MetaKey::NLayer, MAX_LAYERS);
         }
@@ -123,7 +131,10 @@ impl Config {
     /// Buffer sizes of a session whose steps take `chunk` tokens; an overflow (of them,
     /// or of the 3C and 4C rows) is [`Error::ConfigTooLarge`] naming `n_embd`.
     pub(crate) fn layout(&self, chunk: usize) -> Result<SessionLayout, Error> {
-        self.sizes(chunk).ok_or(Error::ConfigTooLarge { key: MetaKey::NEmbd, max: u32::MAX })
+        self.sizes(chunk).ok_or(Error::ConfigTooLarge {
+            key: MetaKey::NEmbd,
+            max: u32::MAX,
+        })
     }
 
     fn sizes(&self, chunk: usize) -> Option<SessionLayout> {
@@ -136,14 +147,25 @@ impl Config {
             .checked_add(t)?
             .checked_add(v.checked_mul(2)?)?;
         let n_u32 = v.checked_add(t)?;
-        let n_f16 = self.n_layer.checked_mul(2)?.checked_mul(t)?.checked_mul(c)?;
+        let n_f16 = self
+            .n_layer
+            .checked_mul(2)?
+            .checked_mul(t)?
+            .checked_mul(c)?;
         let bytes = n_f32
             .checked_add(n_u32)?
             .checked_mul(4)?
             .checked_add(n_f16.checked_mul(2)?)?
             .checked_add(n_i8)?
             .checked_add(ALIGN_SLACK)?;
-        Some(SessionLayout { chunk, n_f32, n_u32, n_f16, n_i8, bytes })
+        Some(SessionLayout {
+            chunk,
+            n_f32,
+            n_u32,
+            n_f16,
+            n_i8,
+            bytes,
+        })
     }
 }
 
@@ -158,26 +180,36 @@ impl Config {
 pub fn parse_f32(s: &str) -> Option<f32> {
     let digits = |d: &str| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit());
     let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
-    let (num, exp) = s.split_once(['e', 'E']).map_or((s, None), |(n, e)| (n, Some(e)));
+    let (num, exp) = s
+        .split_once(['e', 'E'])
+        .map_or((s, None), |(n, e)| (n, Some(e)));
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     if !digits(int) || (num.contains('.') && !digits(frac)) {
         return None;
     }
     let mut e = 0i32;
     if let Some(x) = exp {
-        let (eneg, x) =
-            x.strip_prefix('-').map_or((false, x.strip_prefix('+').unwrap_or(x)), |r| (true, r));
+        let (eneg, x) = x
+            .strip_prefix('-')
+            .map_or((false, x.strip_prefix('+').unwrap_or(x)), |r| (true, r));
         if !digits(x) {
             return None;
         }
-        let v =
-            x.bytes().fold(0i32, |e, c| e.saturating_mul(10).saturating_add(i32::from(c - b'0')));
+        let v = x.bytes().fold(0i32, |e, c| {
+            e.saturating_mul(10).saturating_add(i32::from(c - b'0'))
+        });
         e = if eneg { -v } else { v };
     }
     let (mut m, mut exact) = (0u64, true);
-    let all = int.bytes().map(|c| (c, 0)).chain(frac.bytes().map(|c| (c, 1)));
+    let all = int
+        .bytes()
+        .map(|c| (c, 0))
+        .chain(frac.bytes().map(|c| (c, 1)));
     for (c, in_frac) in all {
-        match m.checked_mul(10).and_then(|m| m.checked_add(u64::from(c - b'0'))) {
+        match m
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u64::from(c - b'0')))
+        {
             Some(v) if exact => (m, e) = (v, e.saturating_sub(in_frac)),
             _ => (exact, e) = (false, e.saturating_add(1 - in_frac)),
         }
@@ -245,8 +277,10 @@ mod tests {
                 meta.push((k, v));
             }
         }
-        let items: Vec<String> =
-            meta.iter().map(|(k, v)| std::format!("\"{k}\":\"{v}\"")).collect();
+        let items: Vec<String> = meta
+            .iter()
+            .map(|(k, v)| std::format!("\"{k}\":\"{v}\""))
+            .collect();
         let json = std::format!("{{\"__metadata__\":{{{}}}}}", items.join(","));
         let mut f = Vec::from((json.len() as u64).to_le_bytes());
         f.extend_from_slice(json.as_bytes());
@@ -303,14 +337,23 @@ mod tests {
             let got = parse_with(&[(key.as_str(), None)]);
             assert_eq!(got, Err(Error::MissingMetadata { key }), "{key:?}");
         }
-        assert_eq!(parse_with(&[("folio.format", Some("1"))]), Err(Error::Format1));
+        assert_eq!(
+            parse_with(&[("folio.format", Some("1"))]),
+            Err(Error::Format1)
+        );
     }
 
     #[test]
     fn rules_and_capacities() {
         let too_large = |key, max| Err(Error::ConfigTooLarge { key, max });
         let heads = parse_with(&[("folio.n_head", Some("5"))]);
-        assert_eq!(heads, Err(Error::HeadsDoNotDivide { n_embd: 128, n_head: 5 }));
+        assert_eq!(
+            heads,
+            Err(Error::HeadsDoNotDivide {
+                n_embd: 128,
+                n_head: 5
+            })
+        );
         let layers = parse_with(&[("folio.n_layer", Some("17"))]);
         assert_eq!(layers, too_large(MetaKey::NLayer, 16));
         let vocab = parse_with(&[("folio.vocab_size", Some("257"))]);
@@ -356,7 +399,9 @@ mod tests {
         assert_eq!(parse_f32("7.33e-3333333333333333333"), Some(0.0));
         assert_eq!(parse_f32("-7.33e-99999999999"), Some(-0.0));
         assert_eq!(parse_f32("7.33e99999999999"), Some(f32::INFINITY));
-        for bad in ["", "-", "1.", ".5", "1e", "+1", "1x", "0x10", "1e+", "1.e5", "--1"] {
+        for bad in [
+            "", "-", "1.", ".5", "1e", "+1", "1x", "0x10", "1e+", "1.e5", "--1",
+        ] {
             assert_eq!(parse_f32(bad), None, "{bad}");
         }
     }

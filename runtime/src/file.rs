@@ -42,7 +42,11 @@ impl AlignedCopy {
         if let Some(dst) = all.get_mut(offset..offset + bytes.len()) {
             dst.copy_from_slice(bytes);
         }
-        AlignedCopy { words, offset, len: bytes.len() }
+        AlignedCopy {
+            words,
+            offset,
+            len: bytes.len(),
+        }
     }
 
     /// The file bytes.
@@ -54,7 +58,9 @@ impl AlignedCopy {
 
 /// `8 + header length` (wrapping), 0 when there is no length prefix.
 fn data_start(bytes: &[u8]) -> u64 {
-    bytes.first_chunk::<8>().map_or(0, |n| u64::from_le_bytes(*n).wrapping_add(8))
+    bytes
+        .first_chunk::<8>()
+        .map_or(0, |n| u64::from_le_bytes(*n).wrapping_add(8))
 }
 
 /// A model file's bytes: a read-only memory map, or an aligned copy.
@@ -101,12 +107,19 @@ impl MappedModel {
         let too_big = || io::Error::new(io::ErrorKind::OutOfMemory, "the file does not fit memory");
         let len = usize::try_from(len).map_err(|_| too_big())?;
         let mut words: Vec<u64> = Vec::new();
-        words.try_reserve_exact(len.div_ceil(8)).map_err(|_| too_big())?;
+        words
+            .try_reserve_exact(len.div_ceil(8))
+            .map_err(|_| too_big())?;
         words.resize(len.div_ceil(8), 0);
-        let changed =
-            || io::Error::new(io::ErrorKind::InvalidData, "the file changed while it was read");
-        let buf =
-            bytemuck::cast_slice_mut::<u64, u8>(&mut words).get_mut(..len).ok_or_else(too_big)?;
+        let changed = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file changed while it was read",
+            )
+        };
+        let buf = bytemuck::cast_slice_mut::<u64, u8>(&mut words)
+            .get_mut(..len)
+            .ok_or_else(too_big)?;
         file.read_exact(buf).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => changed(),
             _ => e,
@@ -114,12 +127,18 @@ impl MappedModel {
         if file.read(&mut [0u8; 1])? != 0 {
             return Err(changed());
         }
-        let copy = AlignedCopy { words, offset: 0, len };
+        let copy = AlignedCopy {
+            words,
+            offset: 0,
+            len,
+        };
         let copy = match data_start(copy.bytes()) % 8 {
             0 => copy,
             _ => AlignedCopy::new(copy.bytes()),
         };
-        Ok(MappedModel { bytes: Bytes::Copy(copy) })
+        Ok(MappedModel {
+            bytes: Bytes::Copy(copy),
+        })
     }
 
     /// True when the bytes are a memory map of the file (not a copy).
@@ -166,7 +185,10 @@ pub fn require_regular(meta: &Metadata) -> io::Result<()> {
         return Ok(());
     }
     let kind = file_kind(meta);
-    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("it is {kind}, not a regular file")))
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("it is {kind}, not a regular file"),
+    ))
 }
 
 /// What a non-regular file is, in words ("a directory", "a FIFO", ...).
@@ -183,7 +205,10 @@ pub fn file_kind(meta: &Metadata) -> &'static str {
     ];
     #[cfg(not(unix))]
     let special: [(bool, &str); 0] = [];
-    let kinds = [(ft.is_file(), "a regular file"), (ft.is_dir(), "a directory")];
+    let kinds = [
+        (ft.is_file(), "a regular file"),
+        (ft.is_dir(), "a directory"),
+    ];
     let found = kinds.into_iter().chain(special).find(|k| k.0);
     found.map_or("a special file", |k| k.1)
 }

@@ -50,7 +50,14 @@ impl<'s, 'a> Generator<'s, 'a> {
 
     /// A generator with an explicit context policy.
     pub fn with_mode(session: Session<'s, 'a>, sampler: Sampler, mode: ContextMode) -> Self {
-        Generator { session, sampler, mode, len: 0, pending: None, ready: false }
+        Generator {
+            session,
+            sampler,
+            mode,
+            len: 0,
+            pending: None,
+            ready: false,
+        }
     }
 
     /// Start over with `tokens` as the context (longer prompts are windowed as the mode

@@ -162,9 +162,16 @@ impl<'a> Reader<'a> {
     fn uint(&mut self) -> Result<u64, Error> {
         self.peek();
         let (start, mut v) = (self.pos, 0u64);
-        while let Some(d) = self.s.as_bytes().get(self.pos).filter(|c| c.is_ascii_digit()) {
+        while let Some(d) = self
+            .s
+            .as_bytes()
+            .get(self.pos)
+            .filter(|c| c.is_ascii_digit())
+        {
             let leading_zero = self.pos > start && v == 0;
-            let next = v.checked_mul(10).and_then(|v| v.checked_add(u64::from(d - b'0')));
+            let next = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(d - b'0')));
             v = next.filter(|_| !leading_zero).ok_or(self.bad())?;
             self.pos += 1;
         }
@@ -223,7 +230,10 @@ fn add_key<'a, const N: usize>(
     full: Error,
 ) -> Result<(), Error> {
     if key.len() > MAX_KEY {
-        return Err(Error::KeyTooLong { offset: at, max: MAX_KEY as u32 });
+        return Err(Error::KeyTooLong {
+            offset: at,
+            max: MAX_KEY as u32,
+        });
     }
     if seen.iter().any(|k| same(k, key)) {
         return Err(Error::DuplicateName { offset: at });
@@ -302,7 +312,15 @@ fn entry<'a>(r: &mut Reader<'a>, name_raw: &'a str) -> Result<TensorInfo<'a>, Er
     else {
         return Err(r.bad());
     };
-    Ok(TensorInfo { name_raw, dtype, rank, dims, numel, begin, end })
+    Ok(TensorInfo {
+        name_raw,
+        dtype,
+        rank,
+        dims,
+        numel,
+        begin,
+        end,
+    })
 }
 
 /// A validated safetensors header and the data section after it.
@@ -325,11 +343,18 @@ impl<'a> Header<'a> {
     /// dtypes, the capacities ([`MAX_TENSORS`], [`MAX_METADATA`], [`MAX_KEY`]) and no key
     /// twice in any object.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
-        let prefix = bytes.first_chunk::<8>().ok_or(Error::TooShort { len: bytes.len() })?;
+        let prefix = bytes
+            .first_chunk::<8>()
+            .ok_or(Error::TooShort { len: bytes.len() })?;
         let header_len = u64::from_le_bytes(*prefix);
-        let too_long = Error::HeaderTooLong { header_len, file_len: bytes.len() };
-        let data_offset =
-            usize::try_from(header_len).ok().and_then(|n| n.checked_add(8)).ok_or(too_long)?;
+        let too_long = Error::HeaderTooLong {
+            header_len,
+            file_len: bytes.len(),
+        };
+        let data_offset = usize::try_from(header_len)
+            .ok()
+            .and_then(|n| n.checked_add(8))
+            .ok_or(too_long)?;
         let (Some(head), Some(data)) = (bytes.get(8..data_offset), bytes.get(data_offset..)) else {
             return Err(too_long);
         };
@@ -338,14 +363,18 @@ impl<'a> Header<'a> {
         let (mut meta, mut n_tensors, mut open) = (None, 0, true);
         // The tensor names and `__metadata__`.
         let mut keys = heapless::Vec::<_, { MAX_TENSORS + 1 }>::new();
-        let too_many = Error::TooManyTensors { max: MAX_TENSORS as u32 };
+        let too_many = Error::TooManyTensors {
+            max: MAX_TENSORS as u32,
+        };
         while let Some((key, at)) = r.key(&mut open)? {
             add_key(&mut keys, key, at, too_many)?;
             r.peek();
             let start = r.pos;
             if same(key, META) {
                 let mut keys = heapless::Vec::<_, MAX_METADATA>::new();
-                let too_many = Error::TooManyMetadata { max: MAX_METADATA as u32 };
+                let too_many = Error::TooManyMetadata {
+                    max: MAX_METADATA as u32,
+                };
                 r.strings(|k, k_at, _| add_key(&mut keys, k, k_at, too_many))?;
                 meta = Some(start);
             } else if n_tensors == MAX_TENSORS {
@@ -358,22 +387,41 @@ impl<'a> Header<'a> {
         if r.peek().is_some() {
             return Err(r.bad());
         }
-        Ok(Header { json, meta, data, data_offset, tensor_count: n_tensors })
+        Ok(Header {
+            json,
+            meta,
+            data,
+            data_offset,
+            tensor_count: n_tensors,
+        })
     }
 
     /// The tensor entries, in header order.
     pub fn tensors(&self) -> Tensors<'a> {
-        Tensors { r: Reader { s: self.json, pos: 0 }, open: true }
+        Tensors {
+            r: Reader {
+                s: self.json,
+                pos: 0,
+            },
+            open: true,
+        }
     }
 
     /// The raw value of `key`; [`Error::MissingMetadata`] if it is absent.
     pub fn folio(&self, key: MetaKey) -> Result<&'a str, Error> {
-        self.metadata(key.as_str()).ok_or(Error::MissingMetadata { key })
+        self.metadata(key.as_str())
+            .ok_or(Error::MissingMetadata { key })
     }
 
     /// The raw (still escaped) string value of a `__metadata__` key, without the quotes.
     pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        let (mut r, mut found) = (Reader { s: self.json, pos: self.meta? }, None);
+        let (mut r, mut found) = (
+            Reader {
+                s: self.json,
+                pos: self.meta?,
+            },
+            None,
+        );
         let _ = r.strings(|k, _, v| {
             found = found.or(unescape(k).eq(key.chars()).then_some(v));
             Ok(())
@@ -428,7 +476,10 @@ mod tests {
         let mut buf = [0u8; 4];
         assert_eq!(unescape_into(r"\u0041\u00e9", &mut buf), Some("Aé"));
         assert_eq!(unescape_into(r"\u0041\u00e9\u00e9", &mut buf), None);
-        assert_eq!(unescape_into("no escapes at all", &mut buf), Some("no escapes at all"));
+        assert_eq!(
+            unescape_into("no escapes at all", &mut buf),
+            Some("no escapes at all")
+        );
     }
 
     #[test]
@@ -487,26 +538,48 @@ mod tests {
         let bad_json: fn(&Error) -> bool = |e| matches!(e, Error::BadJson { .. });
         let dup: fn(&Error) -> bool = |e| matches!(e, Error::DuplicateName { .. });
         let cases: [Case; 15] = [
-            (r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1}}"#, bad_json),
-            (r#"{"a":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}}"#, bad_json),
-            (r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,-1]}}"#, bad_json),
+            (
+                r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1}}"#,
+                bad_json,
+            ),
+            (
+                r#"{"a":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}}"#,
+                bad_json,
+            ),
+            (
+                r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,-1]}}"#,
+                bad_json,
+            ),
             (
                 r#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
                 bad_json,
             ),
             (r#"{"a":{"dtype":"F16","shape":[1]}}"#, bad_json),
-            (r#"{"a":{"dtype":"Q3","shape":[1],"data_offsets":[0,2]}}"#, |e| {
-                matches!(e, Error::UnknownDtype { .. })
-            }),
-            (r#"{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2,4]}}"#, bad_json),
+            (
+                r#"{"a":{"dtype":"Q3","shape":[1],"data_offsets":[0,2]}}"#,
+                |e| matches!(e, Error::UnknownDtype { .. }),
+            ),
+            (
+                r#"{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2,4]}}"#,
+                bad_json,
+            ),
             (r#"{"__metadata__":{"k":1}}"#, bad_json),
             (r#"{} x"#, bad_json),
             (r#"[]"#, bad_json),
             (r#"{"__metadata__":{"k":"1","\u006B":"2"}}"#, dup),
             (r#"{"__metadata__":{},"__metadata__":{}}"#, dup),
-            (r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"\u0061":{}}"#, dup),
-            (r#"{"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, dup),
-            (r#"{"a":{"dtype":"U8","shape":[1],"shape":[1],"data_offsets":[0,1]}}"#, dup),
+            (
+                r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"\u0061":{}}"#,
+                dup,
+            ),
+            (
+                r#"{"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+                dup,
+            ),
+            (
+                r#"{"a":{"dtype":"U8","shape":[1],"shape":[1],"data_offsets":[0,1]}}"#,
+                dup,
+            ),
         ];
         for (h, ok) in cases {
             let err = Header::parse(&file(h)).unwrap_err();
@@ -518,22 +591,42 @@ mod tests {
             Header::parse(&file(&std::format!(r#"{{"__metadata__":{{{body}}}}}"#))).map(|_| ())
         };
         let e = meta(std::format!(r#""{}":"""#, "k".repeat(MAX_KEY + 1)));
-        assert!(matches!(e, Err(Error::KeyTooLong { max: 256, .. })), "{e:?}");
-        assert_eq!(meta(std::format!(r#""{}":"""#, "k".repeat(MAX_KEY))), Ok(()));
-        let keys: Vec<String> = (0..=MAX_METADATA).map(|i| std::format!(r#""k{i}":"""#)).collect();
-        assert_eq!(meta(keys.join(",")), Err(Error::TooManyMetadata { max: 64 }));
+        assert!(
+            matches!(e, Err(Error::KeyTooLong { max: 256, .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            meta(std::format!(r#""{}":"""#, "k".repeat(MAX_KEY))),
+            Ok(())
+        );
+        let keys: Vec<String> = (0..=MAX_METADATA)
+            .map(|i| std::format!(r#""k{i}":"""#))
+            .collect();
+        assert_eq!(
+            meta(keys.join(",")),
+            Err(Error::TooManyMetadata { max: 64 })
+        );
         assert_eq!(meta(keys[..MAX_METADATA].join(",")), Ok(()));
     }
 
     #[test]
     fn split_checks_lengths() {
-        assert_eq!(Header::parse(&[1, 2, 3]).unwrap_err(), Error::TooShort { len: 3 });
+        assert_eq!(
+            Header::parse(&[1, 2, 3]).unwrap_err(),
+            Error::TooShort { len: 3 }
+        );
         let mut f = Vec::from(100u64.to_le_bytes());
         f.extend_from_slice(b"{}");
-        let too_long = Error::HeaderTooLong { header_len: 100, file_len: 10 };
+        let too_long = Error::HeaderTooLong {
+            header_len: 100,
+            file_len: 10,
+        };
         assert_eq!(Header::parse(&f).unwrap_err(), too_long);
         f[..8].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(Header::parse(&f), Err(Error::HeaderTooLong { .. })));
+        assert!(matches!(
+            Header::parse(&f),
+            Err(Error::HeaderTooLong { .. })
+        ));
         let mut f = Vec::from(2u64.to_le_bytes());
         f.extend_from_slice(&[0xff, 0xfe, 1]);
         assert_eq!(Header::parse(&f).unwrap_err(), Error::HeaderNotUtf8);

@@ -43,7 +43,13 @@ impl<'a> Model<'a> {
         let tokenizer = Tokenizer::parse(header.folio(MetaKey::Vocab)?, config.vocab_size)?;
         let layout = config.layout(1)?;
         let weights = weights::load(&header, &config)?;
-        Ok(Model { header, config, tokenizer, weights, layout })
+        Ok(Model {
+            header,
+            config,
+            tokenizer,
+            weights,
+            layout,
+        })
     }
 
     /// The validated hyper-parameters.
@@ -78,7 +84,10 @@ impl<'a> Model<'a> {
 
     /// Bytes of weights the forward pass reads.
     pub fn weight_bytes(&self) -> usize {
-        let used = self.header.tensors().filter(|t| self.tensor_id(t).is_some());
+        let used = self
+            .header
+            .tensors()
+            .filter(|t| self.tensor_id(t).is_some());
         used.map(|t| t.bytes() as usize).sum()
     }
 
@@ -95,7 +104,10 @@ impl<'a> Model<'a> {
     /// Size of a session whose prompt chunks hold `chunk` tokens (at most
     /// [`MAX_CHUNK`]; 1 gives [`Model::session_bytes`]); `None` on overflow.
     pub fn session_bytes_for(&self, chunk: usize) -> Option<usize> {
-        self.config.layout(chunk.clamp(1, MAX_CHUNK)).ok().map(|l| l.bytes)
+        self.config
+            .layout(chunk.clamp(1, MAX_CHUNK))
+            .ok()
+            .map(|l| l.bytes)
     }
 
     /// Start a session in caller memory (at least [`Model::session_bytes`] bytes, any
@@ -114,7 +126,10 @@ impl<'a> Model<'a> {
             return Err(Error::BufferMisaligned);
         }
         if got < l.bytes {
-            return Err(Error::SessionTooSmall { needed: l.bytes, got });
+            return Err(Error::SessionTooSmall {
+                needed: l.bytes,
+                got,
+            });
         }
         // The buffers below fit: `l.bytes` counts them and the slack.
         let mut mem = mem.get_mut(off..).unwrap_or_default();
@@ -143,7 +158,10 @@ impl<'a> Model<'a> {
             probs: take(&mut f, v)?,
             idx: take(&mut u, v)?,
             history: take(&mut u, t)?,
-            act: ActScratch { xs: take(&mut f, l.n_i8 / folio_kernels::QK)?, xq },
+            act: ActScratch {
+                xs: take(&mut f, l.n_i8 / folio_kernels::QK)?,
+                xq,
+            },
             kv: KvCache::new(kv, t, c),
         })
     }
@@ -156,7 +174,10 @@ pub(crate) fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<(), Error> {
         return Err(Error::EmptyPrompt);
     }
     match tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-        Some(&token) => Err(Error::TokenOutOfRange { token, vocab_size: cfg.vocab_size as u32 }),
+        Some(&token) => Err(Error::TokenOutOfRange {
+            token,
+            vocab_size: cfg.vocab_size as u32,
+        }),
         None => Ok(()),
     }
 }
@@ -164,7 +185,9 @@ pub(crate) fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<(), Error> {
 /// Split the first `n` elements off `buf`.
 fn take<'s, T>(buf: &mut &'s mut [T], n: usize) -> Result<&'s mut [T], Error> {
     let all = core::mem::take(buf);
-    let (head, tail) = all.split_at_mut_checked(n).ok_or(Error::BufferTooSmall { needed: n })?;
+    let (head, tail) = all
+        .split_at_mut_checked(n)
+        .ok_or(Error::BufferTooSmall { needed: n })?;
     *buf = tail;
     Ok(head)
 }
@@ -225,7 +248,10 @@ impl<'s, 'a> Session<'s, 'a> {
         check_tokens(&cfg, tokens)?;
         let last = pos.saturating_add(tokens.len() - 1);
         if last >= cfg.block_size {
-            return Err(Error::PositionOutOfRange { pos: last, block_size: cfg.block_size });
+            return Err(Error::PositionOutOfRange {
+                pos: last,
+                block_size: cfg.block_size,
+            });
         }
         for (k, part) in tokens.chunks(self.chunk).enumerate() {
             self.step(part, pos + k * self.chunk)?;
@@ -272,7 +298,9 @@ impl<'s, 'a> Session<'s, 'a> {
             add(x, e);
         }
         for (l, layer) in w.layers.iter().enumerate() {
-            rows(xn, c).zip(rows(x, c)).for_each(|(o, x)| layer.ln_1.apply(o, x, eps));
+            rows(xn, c)
+                .zip(rows(x, c))
+                .for_each(|(o, x)| layer.ln_1.apply(o, x, eps));
             // qkv (n, 3C) = c_attn · xn + b
             layer.attn.apply(qkv, xn, c, &mut self.act)?;
             for (i, r) in rows(qkv, 3 * c).enumerate() {
@@ -283,8 +311,10 @@ impl<'s, 'a> Session<'s, 'a> {
             let (kc, vc) = self.kv.layer(l); // (T, C) each
             for (i, (y, r)) in rows(y, c).zip(rows(qkv, 3 * c)).enumerate() {
                 let q = r.get(..c).unwrap_or(&[]);
-                for ((yh, qh), off) in
-                    y.chunks_exact_mut(hs).zip(q.chunks_exact(hs)).zip((0..).step_by(hs))
+                for ((yh, qh), off) in y
+                    .chunks_exact_mut(hs)
+                    .zip(q.chunks_exact(hs))
+                    .zip((0..).step_by(hs))
                 {
                     let (kh, vh) = (kc.get(off..).unwrap_or(&[]), vc.get(off..).unwrap_or(&[]));
                     folio_kernels::attention_f16(yh, qh, kh, vh, c, pos + i + 1, self.scores);
@@ -292,7 +322,9 @@ impl<'s, 'a> Session<'s, 'a> {
             }
             layer.attn_proj.apply(tmp, y, c, &mut self.act)?;
             add(x, tmp);
-            rows(xn, c).zip(rows(x, c)).for_each(|(o, x)| layer.ln_2.apply(o, x, eps));
+            rows(xn, c)
+                .zip(rows(x, c))
+                .for_each(|(o, x)| layer.ln_2.apply(o, x, eps));
             // hb (n, 4C) = gelu(c_fc · xn + b)
             layer.fc.apply(hb, xn, c, &mut self.act)?;
             rows(hb, 4 * c).for_each(folio_kernels::gelu_tanh);

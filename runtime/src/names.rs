@@ -86,7 +86,11 @@ pub struct TensorId {
 impl TensorId {
     /// The id of `kind` in layer `layer` (not a scale).
     pub const fn new(kind: TensorKind, layer: usize) -> Self {
-        TensorId { kind, layer: layer as u8, scale: false }
+        TensorId {
+            kind,
+            layer: layer as u8,
+            scale: false,
+        }
     }
 }
 
@@ -163,7 +167,10 @@ impl Dtype {
 
     /// The dtype spelled `s` (after unescaping), if safetensors defines it.
     pub fn from_chars(s: impl Iterator<Item = char> + Clone) -> Option<Self> {
-        DTYPES.iter().find(|d| s.clone().eq(d.1.chars())).map(|d| d.0)
+        DTYPES
+            .iter()
+            .find(|d| s.clone().eq(d.1.chars()))
+            .map(|d| d.0)
     }
 }
 
@@ -218,9 +225,18 @@ mod tests {
     fn names_resolve() {
         let id = |kind, layer, scale| Some(TensorId { kind, layer, scale });
         assert_eq!(tensor_id("wte.weight"), id(TensorKind::Wte, 0, false));
-        assert_eq!(tensor_id("h.12.mlp.c_proj.bias"), id(TensorKind::MlpProjBias, 12, false));
-        assert_eq!(tensor_id("h.0.attn.c_attn.weight_scale"), id(TensorKind::AttnWeight, 0, true));
-        assert_eq!(tensor_id("lm_head.weight_scale"), id(TensorKind::LmHead, 0, true));
+        assert_eq!(
+            tensor_id("h.12.mlp.c_proj.bias"),
+            id(TensorKind::MlpProjBias, 12, false)
+        );
+        assert_eq!(
+            tensor_id("h.0.attn.c_attn.weight_scale"),
+            id(TensorKind::AttnWeight, 0, true)
+        );
+        assert_eq!(
+            tensor_id("lm_head.weight_scale"),
+            id(TensorKind::LmHead, 0, true)
+        );
         for other in [
             "h.01.ln_1.weight",
             "h.256.ln_1.weight",
@@ -238,7 +254,11 @@ mod tests {
 
     #[test]
     fn ids_display_as_file_names() {
-        for name in ["h.3.attn.c_attn.weight_scale", "wte.weight", "h.15.ln_2.bias"] {
+        for name in [
+            "h.3.attn.c_attn.weight_scale",
+            "wte.weight",
+            "h.15.ln_2.bias",
+        ] {
             assert_eq!(tensor_id(name).unwrap().to_string(), name);
         }
     }

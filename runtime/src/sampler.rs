@@ -39,14 +39,24 @@ pub struct SamplerConfig {
 impl Default for SamplerConfig {
     /// Temperature 1, no top-k/top-p, seed 0.
     fn default() -> Self {
-        SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 0 }
+        SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        }
     }
 }
 
 impl SamplerConfig {
     /// Greedy decoding.
     pub const fn greedy() -> Self {
-        SamplerConfig { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+        SamplerConfig {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -63,7 +73,9 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        Rng { state: if z == 0 { 0x2545_F491_4F6C_DD1D } else { z } }
+        Rng {
+            state: if z == 0 { 0x2545_F491_4F6C_DD1D } else { z },
+        }
     }
 
     /// Next 64 random bits.
@@ -95,13 +107,21 @@ impl Sampler {
     /// Validate `config` ([`Error::BadSamplerParam`]) and seed the PRNG.
     pub fn new(config: SamplerConfig) -> Result<Self, Error> {
         if !(config.temperature.is_finite() && config.temperature >= 0.0) {
-            return Err(Error::BadSamplerParam { param: SamplerParam::Temperature });
+            return Err(Error::BadSamplerParam {
+                param: SamplerParam::Temperature,
+            });
         }
         if !(config.top_p > 0.0 && config.top_p <= 1.0) {
-            return Err(Error::BadSamplerParam { param: SamplerParam::TopP });
+            return Err(Error::BadSamplerParam {
+                param: SamplerParam::TopP,
+            });
         }
         let inv_t = Some(1.0 / config.temperature).filter(|i| i.is_finite());
-        Ok(Sampler { config, inv_t, rng: Rng::new(config.seed) })
+        Ok(Sampler {
+            config,
+            inv_t,
+            rng: Rng::new(config.seed),
+        })
     }
 
     /// Pick a token from `logits (V)`. `probs` and `idx` are scratch of at least `V`
@@ -118,7 +138,9 @@ impl Sampler {
             return Err(Error::BufferTooSmall { needed: v });
         };
         if let Some(token) = logits.iter().position(|l| !l.is_finite()) {
-            return Err(Error::NonFiniteLogit { token: token as u32 });
+            return Err(Error::NonFiniteLogit {
+                token: token as u32,
+            });
         }
         let cfg = self.config;
         let inv_t = match self.inv_t {
@@ -142,11 +164,18 @@ impl Sampler {
         if k < v || nucleus {
             // Partial selection, idx[..n] in decreasing probability: the top k, or without
             // top-k just enough to reach top_p of the total.
-            let stop = if k < v { f32::INFINITY } else { cfg.top_p * total };
+            let stop = if k < v {
+                f32::INFINITY
+            } else {
+                cfg.top_p * total
+            };
             (n, mass) = (0, 0.0);
             while n < k && mass < stop {
                 idx.swap(n, best_from(probs, idx, n));
-                mass += idx.get(n).and_then(|&i| probs.get(i as usize)).unwrap_or(&0.0);
+                mass += idx
+                    .get(n)
+                    .and_then(|&i| probs.get(i as usize))
+                    .unwrap_or(&0.0);
                 n += 1;
             }
             if nucleus && k < v {
@@ -199,7 +228,12 @@ mod tests {
     use super::*;
 
     fn cfg(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplerConfig {
-        SamplerConfig { temperature, top_k, top_p, seed }
+        SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        }
     }
     use std::vec;
     use std::vec::Vec;
@@ -208,7 +242,9 @@ mod tests {
         let mut s = Sampler::new(cfg).unwrap();
         let mut probs = vec![0.0; logits.len()];
         let mut idx = vec![0; logits.len()];
-        (0..n).map(|_| s.sample(logits, &mut probs, &mut idx).unwrap()).collect()
+        (0..n)
+            .map(|_| s.sample(logits, &mut probs, &mut idx).unwrap())
+            .collect()
     }
 
     fn histogram(tokens: &[u32], v: usize) -> Vec<f64> {
@@ -231,12 +267,16 @@ mod tests {
         assert!((0..100).all(|_| a.next_u64() == b.next_u64()));
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
         let mut r = Rng::new(0);
-        assert!((0..1000).map(|_| r.next_f32()).all(|u| (0.0..1.0).contains(&u)));
+        assert!((0..1000)
+            .map(|_| r.next_f32())
+            .all(|u| (0.0..1.0).contains(&u)));
     }
 
     #[test]
     fn greedy_is_argmax_and_draws_nothing() {
-        assert!(draw(SamplerConfig::greedy(), &LOGITS, 10).iter().all(|&t| t == 1));
+        assert!(draw(SamplerConfig::greedy(), &LOGITS, 10)
+            .iter()
+            .all(|&t| t == 1));
         assert_eq!(draw(SamplerConfig::greedy(), &[2.0, 2.0], 1), [0]);
     }
 
@@ -244,13 +284,26 @@ mod tests {
     fn seeded_sampling_is_deterministic() {
         let cfg = cfg(0.9, 3, 0.95, 7);
         assert_eq!(draw(cfg, &LOGITS, 200), draw(cfg, &LOGITS, 200));
-        assert_ne!(draw(cfg, &LOGITS, 200), draw(SamplerConfig { seed: 8, ..cfg }, &LOGITS, 200));
+        assert_ne!(
+            draw(cfg, &LOGITS, 200),
+            draw(SamplerConfig { seed: 8, ..cfg }, &LOGITS, 200)
+        );
     }
 
     #[test]
     fn temperature_one_matches_softmax() {
         let n = 40_000;
-        let h = histogram(&draw(SamplerConfig { seed: 3, ..Default::default() }, &LOGITS, n), 5);
+        let h = histogram(
+            &draw(
+                SamplerConfig {
+                    seed: 3,
+                    ..Default::default()
+                },
+                &LOGITS,
+                n,
+            ),
+            5,
+        );
         let z: f64 = LOGITS.iter().map(|&l| (l as f64).exp()).sum();
         for (i, &l) in LOGITS.iter().enumerate() {
             let p = (l as f64).exp() / z;
@@ -268,7 +321,14 @@ mod tests {
         // Renormalised over {1, 4}: p(1) = e^3 / (e^3 + e^2.5).
         let p1 = 1.0 / (1.0 + (-0.5f64).exp());
         assert!((h[1] - p1).abs() < 0.03, "{h:?}");
-        let one = draw(SamplerConfig { top_k: 1, ..Default::default() }, &LOGITS, 50);
+        let one = draw(
+            SamplerConfig {
+                top_k: 1,
+                ..Default::default()
+            },
+            &LOGITS,
+            50,
+        );
         assert!(one.iter().all(|&t| t == 1));
     }
 
@@ -291,7 +351,14 @@ mod tests {
 
     #[test]
     fn low_temperature_sharpens() {
-        let toks = draw(SamplerConfig { temperature: 0.05, ..Default::default() }, &LOGITS, 500);
+        let toks = draw(
+            SamplerConfig {
+                temperature: 0.05,
+                ..Default::default()
+            },
+            &LOGITS,
+            500,
+        );
         assert!(toks.iter().filter(|&&t| t == 1).count() > 490);
     }
 
@@ -301,7 +368,11 @@ mod tests {
             [-1.0, f32::NAN, f32::INFINITY].map(|t| (cfg(t, 0, 1.0, 0), SamplerParam::Temperature));
         let top_ps = [0.0, -0.5, 1.5, f32::NAN].map(|p| (cfg(1.0, 0, p, 0), SamplerParam::TopP));
         for (c, param) in temperatures.into_iter().chain(top_ps) {
-            assert_eq!(Sampler::new(c).unwrap_err(), Error::BadSamplerParam { param }, "{c:?}");
+            assert_eq!(
+                Sampler::new(c).unwrap_err(),
+                Error::BadSamplerParam { param },
+                "{c:?}"
+            );
         }
         let mut s = Sampler::new(SamplerConfig::default()).unwrap();
         assert_eq!(
@@ -341,7 +412,11 @@ mod tests {
         // token and the draw always fell through to token 0.
         for t in [1e-40f32, f32::MIN_POSITIVE / 8.0, 1e-45] {
             assert!((1.0 / t).is_infinite(), "{t}");
-            let cfg = SamplerConfig { temperature: t, seed: 9, ..Default::default() };
+            let cfg = SamplerConfig {
+                temperature: t,
+                seed: 9,
+                ..Default::default()
+            };
             assert!(Sampler::new(cfg).unwrap().inv_t.is_none());
             assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1), "{t}");
             let last_best = [0.5, -1.0, 0.25, 3.0];
@@ -350,7 +425,11 @@ mod tests {
         // A temperature just above the overflow still samples (sharply).
         let t = 4e-39f32;
         assert!((1.0 / t).is_finite());
-        let cfg = SamplerConfig { temperature: t, seed: 9, ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: t,
+            seed: 9,
+            ..Default::default()
+        };
         assert!(Sampler::new(cfg).unwrap().inv_t.is_some());
         assert!(draw(cfg, &LOGITS, 20).iter().all(|&x| x == 1));
     }

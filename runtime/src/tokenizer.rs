@@ -18,7 +18,10 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Read the raw (escaped) `folio.vocab` value: exactly `vocab_size` distinct characters.
     pub(crate) fn parse(raw: &str, vocab_size: usize) -> Result<Self, Error> {
-        let mut t = Tokenizer { chars: ['\0'; MAX_VOCAB], len: 0 };
+        let mut t = Tokenizer {
+            chars: ['\0'; MAX_VOCAB],
+            len: 0,
+        };
         let mut found = 0usize;
         for ch in unescape(raw) {
             if found < vocab_size {
@@ -72,7 +75,9 @@ impl Tokenizer {
         for (pos, ch) in text.chars().enumerate() {
             let tok = self.token(ch).ok_or(Error::UnknownChar { ch, pos })?;
             let Some(slot) = out.get_mut(pos) else {
-                return Err(Error::BufferTooSmall { needed: text.chars().count() });
+                return Err(Error::BufferTooSmall {
+                    needed: text.chars().count(),
+                });
             };
             *slot = tok;
             n = pos + 1;
@@ -85,7 +90,10 @@ impl Tokenizer {
         self.chars()
             .get(token as usize)
             .copied()
-            .ok_or(Error::TokenOutOfRange { token, vocab_size: self.len as u32 })
+            .ok_or(Error::TokenOutOfRange {
+                token,
+                vocab_size: self.len as u32,
+            })
     }
 }
 
@@ -103,7 +111,13 @@ mod tests {
         assert_eq!(&out[..n], [2, 1, 3, 4, 0]);
         let back: std::string::String = out[..n].iter().map(|&i| t.decode(i).unwrap()).collect();
         assert_eq!(back, "A \"é\n");
-        assert_eq!(t.decode(5), Err(Error::TokenOutOfRange { token: 5, vocab_size: 5 }));
+        assert_eq!(
+            t.decode(5),
+            Err(Error::TokenOutOfRange {
+                token: 5,
+                vocab_size: 5
+            })
+        );
     }
 
     #[test]
@@ -121,8 +135,14 @@ mod tests {
     fn unknown_char_names_char_and_char_index() {
         let t = Tokenizer::parse("ab", 2).unwrap();
         let mut out = [0u32; 8];
-        assert_eq!(t.encode("abéz", &mut out), Err(Error::UnknownChar { ch: 'é', pos: 2 }));
-        assert_eq!(t.encode("ab", &mut out[..1]), Err(Error::BufferTooSmall { needed: 2 }));
+        assert_eq!(
+            t.encode("abéz", &mut out),
+            Err(Error::UnknownChar { ch: 'é', pos: 2 })
+        );
+        assert_eq!(
+            t.encode("ab", &mut out[..1]),
+            Err(Error::BufferTooSmall { needed: 2 })
+        );
         assert_eq!(t.encode("", &mut out), Ok(0));
     }
 

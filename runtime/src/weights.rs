@@ -149,11 +149,27 @@ impl Matrix<'_> {
             }),
             Self::Q8_0 { q, scales } => {
                 let x = act.quantize_rows(x, cols)?;
-                quant_tiles(out, rows, cols, (q, cols), scales, x, folio_kernels::matvec_q8)
+                quant_tiles(
+                    out,
+                    rows,
+                    cols,
+                    (q, cols),
+                    scales,
+                    x,
+                    folio_kernels::matvec_q8,
+                )
             }
             Self::Q4_0 { q, scales } => {
                 let x = act.quantize_rows(x, cols)?;
-                quant_tiles(out, rows, cols, (q, cols / 2), scales, x, folio_kernels::matvec_q4)
+                quant_tiles(
+                    out,
+                    rows,
+                    cols,
+                    (q, cols / 2),
+                    scales,
+                    x,
+                    folio_kernels::matvec_q4,
+                )
             }
         }
         Ok(())
@@ -162,14 +178,18 @@ impl Matrix<'_> {
     /// `out (cols) = self[r, ..]` widened/dequantised to f32 (out of range: zeros).
     pub fn row(&self, r: usize, out: &mut [f32]) {
         let cols = out.len();
-        let span =
-            |per_row: usize| r.checked_mul(per_row).and_then(|a| Some(a..a.checked_add(per_row)?));
+        let span = |per_row: usize| {
+            r.checked_mul(per_row)
+                .and_then(|a| Some(a..a.checked_add(per_row)?))
+        };
         let groups = cols / QK;
         let done = match *self {
-            Self::F32(w) => span(cols).and_then(|s| w.get(s)).map(|w| out.copy_from_slice(w)),
-            Self::F16(w) => {
-                span(cols).and_then(|s| w.get(s)).map(|w| folio_kernels::f16_to_f32(out, w))
-            }
+            Self::F32(w) => span(cols)
+                .and_then(|s| w.get(s))
+                .map(|w| out.copy_from_slice(w)),
+            Self::F16(w) => span(cols)
+                .and_then(|s| w.get(s))
+                .map(|w| folio_kernels::f16_to_f32(out, w)),
             Self::Q8_0 { q, scales } => span(cols)
                 .and_then(|s| q.get(s))
                 .zip(span(groups).and_then(|s| scales.get(s)))
@@ -252,9 +272,17 @@ impl ActScratch<'_> {
     /// Each row of `x (n, cols)` quantised: codes `(n, cols)`, scales `(n, cols / 32)`.
     fn quantize_rows(&mut self, x: &[f32], cols: usize) -> Result<(&[i8], &[f32]), Error> {
         let (n, g) = (x.len() / cols.max(1), cols / QK);
-        let xq = self.xq.get_mut(..n * cols).ok_or(Error::BufferTooSmall { needed: n * cols })?;
-        let xs = self.xs.get_mut(..n * g).ok_or(Error::BufferTooSmall { needed: n * g })?;
-        let rows = xq.chunks_exact_mut(cols.max(1)).zip(xs.chunks_mut(g.max(1)));
+        let xq = self
+            .xq
+            .get_mut(..n * cols)
+            .ok_or(Error::BufferTooSmall { needed: n * cols })?;
+        let xs = self
+            .xs
+            .get_mut(..n * g)
+            .ok_or(Error::BufferTooSmall { needed: n * g })?;
+        let rows = xq
+            .chunks_exact_mut(cols.max(1))
+            .zip(xs.chunks_mut(g.max(1)));
         for ((xq, xs), x) in rows.zip(x.chunks_exact(cols.max(1))) {
             folio_kernels::quantize_act(xq, xs, x);
         }
@@ -393,8 +421,14 @@ impl<'a> Weights<'a> {
     /// Every 2-D weight with its id, in file-name order of a layer.
     pub fn matrices(&self) -> impl Iterator<Item = (TensorId, &Matrix<'a>)> + '_ {
         let id = TensorId::new;
-        let globals = [(id(TensorKind::Wte, 0), &self.wte), (id(TensorKind::Wpe, 0), &self.wpe)];
-        let head = self.lm_head.as_ref().map(|m| (id(TensorKind::LmHead, 0), m));
+        let globals = [
+            (id(TensorKind::Wte, 0), &self.wte),
+            (id(TensorKind::Wpe, 0), &self.wpe),
+        ];
+        let head = self
+            .lm_head
+            .as_ref()
+            .map(|m| (id(TensorKind::LmHead, 0), m));
         globals
             .into_iter()
             .chain(self.layers.iter().enumerate().flat_map(move |(i, l)| {
@@ -449,7 +483,11 @@ fn slot(id: TensorId) -> usize {
 
 /// Expected `(rows, cols)` of a matrix, or `(len, 0)` for a vector.
 fn expected_shape(cfg: &Config, kind: TensorKind) -> (u64, u64) {
-    let (v, t, c) = (cfg.vocab_size as u64, cfg.block_size as u64, cfg.n_embd as u64);
+    let (v, t, c) = (
+        cfg.vocab_size as u64,
+        cfg.block_size as u64,
+        cfg.n_embd as u64,
+    );
     match kind {
         TensorKind::Wte | TensorKind::LmHead => (v, c),
         TensorKind::Wpe => (t, c),
@@ -479,9 +517,15 @@ pub fn is_used(cfg: &Config, id: TensorId) -> bool {
 pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>, Error> {
     let data = header.data;
     if data.as_ptr().align_offset(core::mem::align_of::<f32>()) != 0 {
-        return Err(Error::DataMisaligned { offset: header.data_offset });
+        return Err(Error::DataMisaligned {
+            offset: header.data_offset,
+        });
     }
-    let mut loader = Loader { cfg: *cfg, data, slots: [(None, None); SLOTS] };
+    let mut loader = Loader {
+        cfg: *cfg,
+        data,
+        slots: [(None, None); SLOTS],
+    };
     let mut end = 0u64;
     for t in header.tensors() {
         let id = tensor_id_of(&t);
@@ -511,7 +555,9 @@ pub(crate) fn load<'a>(header: &Header<'a>, cfg: &Config) -> Result<Weights<'a>,
         }
     }
     if end != data.len() as u64 {
-        return Err(Error::TrailingData { bytes: data.len().saturating_sub(end as usize) });
+        return Err(Error::TrailingData {
+            bytes: data.len().saturating_sub(end as usize),
+        });
     }
     loader.finish()
 }
@@ -525,7 +571,9 @@ fn view<'a, T: bytemuck::Pod>(
         return Err(TensorProblem::Misaligned);
     }
     let bytes = data.get(t.begin as usize..t.end as usize);
-    bytes.and_then(|b| bytemuck::try_cast_slice(b).ok()).ok_or(TensorProblem::OutOfRange)
+    bytes
+        .and_then(|b| bytemuck::try_cast_slice(b).ok())
+        .ok_or(TensorProblem::OutOfRange)
 }
 
 impl<'a> Loader<'a> {
@@ -541,7 +589,10 @@ impl<'a> Loader<'a> {
             (false, _, d) => (matches!(d, Dtype::F32 | Dtype::F16), [rows, 0]),
             (true, true, d) => (d == Dtype::F16, [rows, cols / QK as u64]),
             (true, false, Dtype::U8) => (true, [rows, cols / 2]),
-            (true, false, d) => (matches!(d, Dtype::F32 | Dtype::F16 | Dtype::I8), [rows, cols]),
+            (true, false, d) => (
+                matches!(d, Dtype::F32 | Dtype::F16 | Dtype::I8),
+                [rows, cols],
+            ),
         };
         if !dtype_ok {
             return Err(TensorProblem::Dtype { dtype: t.dtype });
@@ -562,7 +613,10 @@ impl<'a> Loader<'a> {
     }
 
     fn found(&self, tensor: TensorId) -> Slot<'a> {
-        self.slots.get(slot(tensor)).copied().unwrap_or((None, None))
+        self.slots
+            .get(slot(tensor))
+            .copied()
+            .unwrap_or((None, None))
     }
 
     fn matrix(&self, kind: TensorKind, layer: usize) -> Result<Matrix<'a>, Error> {
@@ -586,7 +640,10 @@ impl<'a> Loader<'a> {
         match self.found(tensor).0 {
             Some(Main::F32(v)) => Ok(Vector::F32(v)),
             Some(Main::F16(v)) => Ok(Vector::F16(v)),
-            _ => Err(Error::Tensor { tensor, problem: TensorProblem::Missing }),
+            _ => Err(Error::Tensor {
+                tensor,
+                problem: TensorProblem::Missing,
+            }),
         }
     }
 
@@ -614,7 +671,10 @@ impl<'a> Loader<'a> {
                 mlp_proj: self.linear(K::MlpProjWeight, K::MlpProjBias, i)?,
             };
             // n_layer <= MAX_LAYERS was checked with the config.
-            let too_large = Error::ConfigTooLarge { key: MetaKey::NLayer, max: MAX_LAYERS as u32 };
+            let too_large = Error::ConfigTooLarge {
+                key: MetaKey::NLayer,
+                max: MAX_LAYERS as u32,
+            };
             layers.push(layer).map_err(|_| too_large)?;
         }
         Ok(Weights {
@@ -639,9 +699,12 @@ mod tests {
     fn matrix_encodings_agree() {
         // A 3x64 matrix in all four encodings: matvec and row agree with the dequantised f32.
         let (rows, cols) = (3usize, 64usize);
-        let w: std::vec::Vec<f32> =
-            (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
-        let x: std::vec::Vec<f32> = (0..cols).map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0).collect();
+        let w: std::vec::Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let x: std::vec::Vec<f32> = (0..cols)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0)
+            .collect();
         let w16: std::vec::Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
         let mut q8 = std::vec![0i8; rows * cols];
         let mut s8 = std::vec![f16::ZERO; rows * cols / QK];
@@ -663,15 +726,33 @@ mod tests {
         let mats = [
             (Matrix::F32(&w), 1e-6),
             (Matrix::F16(&w16), 2e-3),
-            (Matrix::Q8_0 { q: &q8, scales: &s8 }, 2e-2),
-            (Matrix::Q4_0 { q: &q4, scales: &s4 }, 0.3),
+            (
+                Matrix::Q8_0 {
+                    q: &q8,
+                    scales: &s8,
+                },
+                2e-2,
+            ),
+            (
+                Matrix::Q4_0 {
+                    q: &q4,
+                    scales: &s4,
+                },
+                0.3,
+            ),
         ];
         let (mut xq, mut xs) = ([0i8; 64], [0f32; 2]);
         for (m, tol) in mats {
             let mut out = [0f32; 3];
-            let mut act = ActScratch { xq: &mut xq, xs: &mut xs };
+            let mut act = ActScratch {
+                xq: &mut xq,
+                xs: &mut xs,
+            };
             m.matvec(&mut out, &x, &mut act).unwrap();
-            let mut short = ActScratch { xq: &mut [0i8; 63], xs: &mut [0f32; 2] };
+            let mut short = ActScratch {
+                xq: &mut [0i8; 63],
+                xs: &mut [0f32; 2],
+            };
             let quantised = matches!(m.encoding(), Encoding::Q8_0 | Encoding::Q4_0);
             assert_eq!(
                 m.matvec(&mut out, &x, &mut short).is_err(),
@@ -683,7 +764,11 @@ mod tests {
             for r in 0..rows {
                 let mut row = [0f32; 64];
                 m.row(r, &mut row);
-                let exact: f32 = w[r * cols..][..cols].iter().zip(&x).map(|(a, b)| a * b).sum();
+                let exact: f32 = w[r * cols..][..cols]
+                    .iter()
+                    .zip(&x)
+                    .map(|(a, b)| a * b)
+                    .sum();
                 let via_row: f32 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
                 // int8 activations: half a step of max|x| / 127 = 1.5 / 127 an element.
                 let act_err = if quantised {
@@ -691,11 +776,22 @@ mod tests {
                 } else {
                     0.0
                 };
-                assert!((out[r] - via_row).abs() < 1e-3 + act_err, "{:?} row {r}", m.encoding());
-                let row_err =
-                    row.iter().zip(&w[r * cols..]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(
+                    (out[r] - via_row).abs() < 1e-3 + act_err,
+                    "{:?} row {r}",
+                    m.encoding()
+                );
+                let row_err = row
+                    .iter()
+                    .zip(&w[r * cols..])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
                 assert!(row_err <= tol, "{:?} row {r}: {row_err}", m.encoding());
-                assert!((out[r] - exact).abs() <= tol * 64.0 + act_err, "{:?}", m.encoding());
+                assert!(
+                    (out[r] - exact).abs() <= tol * 64.0 + act_err,
+                    "{:?}",
+                    m.encoding()
+                );
             }
             let mut row = [7f32; 64];
             m.row(rows, &mut row);
@@ -710,8 +806,16 @@ mod tests {
         let b = [0.0f32, 0.1, 0.2, -0.3];
         let b16: std::vec::Vec<f16> = b.iter().map(|&v| f16::from_f32(v)).collect();
         let (mut a, mut m) = ([0f32; 4], [0f32; 4]);
-        LayerNorm { weight: Vector::F32(&w), bias: Vector::F32(&b) }.apply(&mut a, &x, 1e-5);
-        LayerNorm { weight: Vector::F32(&w), bias: Vector::F16(&b16) }.apply(&mut m, &x, 1e-5);
+        LayerNorm {
+            weight: Vector::F32(&w),
+            bias: Vector::F32(&b),
+        }
+        .apply(&mut a, &x, 1e-5);
+        LayerNorm {
+            weight: Vector::F32(&w),
+            bias: Vector::F16(&b16),
+        }
+        .apply(&mut m, &x, 1e-5);
         for (p, q) in a.iter().zip(&m) {
             assert!((p - q).abs() < 1e-3, "{a:?} {m:?}");
         }

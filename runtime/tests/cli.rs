@@ -28,11 +28,16 @@ fn write(name: &str, bytes: &[u8]) -> String {
 
 /// The small fixture with weights large enough for decisive argmaxes.
 fn small_model() -> Vec<u8> {
-    FixtureSpec::new(SMALL, Plan::All(Encoding::F32), 3).std(0.3).to_bytes()
+    FixtureSpec::new(SMALL, Plan::All(Encoding::F32), 3)
+        .std(0.3)
+        .to_bytes()
 }
 
 fn folio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_folio")).args(args).output().expect("run folio")
+    Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(args)
+        .output()
+        .expect("run folio")
 }
 
 fn stdout(o: &Output) -> String {
@@ -72,21 +77,31 @@ fn logits_match_the_reference_on_both_writers() {
     let text = "the rose is red";
     for (i, config) in [Config::TINY[1], Config::LAB[0]].into_iter().enumerate() {
         for (j, plan) in Plan::ALL.into_iter().enumerate() {
-            let fx = FixtureSpec::new(config, plan, (i * 10 + j) as u64).std(0.1).build();
+            let fx = FixtureSpec::new(config, plan, (i * 10 + j) as u64)
+                .std(0.1)
+                .build();
             let text: String = text.chars().take(config.block_size).collect();
             let mut files = vec![("safetensors", fx.to_safetensors())];
             for (label, layout) in Layout::variants() {
                 files.push((label, handwritten::write(&fx, &layout)));
             }
             for (label, bytes) in files {
-                let name = format!("{i}-{}-{}.safetensors", plan.label(), label.replace(' ', "_"));
+                let name = format!(
+                    "{i}-{}-{}.safetensors",
+                    plan.label(),
+                    label.replace(' ', "_")
+                );
                 let path = write(&name, &bytes);
                 let reference = Reference::from_bytes(&bytes).expect("reference");
                 let want_tokens = reference.encode(&text);
                 let want = reference.logits(&want_tokens, Options::FORMAT);
                 let (tokens, got) = cli_logits(&path, &text);
                 assert_eq!(tokens, want_tokens, "{label}");
-                assert_eq!(got.len(), want.len(), "{label}: one logits row per position");
+                assert_eq!(
+                    got.len(),
+                    want.len(),
+                    "{label}: one logits row per position"
+                );
                 // The bounds of parity.rs (FLOAT_BOUND, QUANT_BOUND).
                 let bound = if plan.quantised() { 3e-2 } else { 5e-4 };
                 for (p, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -109,7 +124,10 @@ fn a_header_length_that_leaves_the_data_misaligned_is_copied_not_refused() {
     let (_, want) = cli_logits(&base, "tea");
     let raw = RawFile::parse(&good);
     for mod8 in [1, 2, 3, 5] {
-        let path = write(&format!("data-at-{mod8}.safetensors"), &raw.to_bytes_with_data_at(mod8));
+        let path = write(
+            &format!("data-at-{mod8}.safetensors"),
+            &raw.to_bytes_with_data_at(mod8),
+        );
         let (_, got) = cli_logits(&path, "tea");
         assert_eq!(got, want, "data at {mod8} mod 8");
         let out = stdout(&folio(&["info", &path]));
@@ -122,8 +140,16 @@ fn greedy_generate_follows_the_reference_argmax() {
     let bytes = small_model();
     let reference = Reference::from_bytes(&bytes).expect("reference");
     let path = write("greedy.safetensors", &bytes);
-    let out =
-        stdout(&folio(&["generate", &path, "--prompt", "tea", "-n", "5", "--temperature", "0"]));
+    let out = stdout(&folio(&[
+        "generate",
+        &path,
+        "--prompt",
+        "tea",
+        "-n",
+        "5",
+        "--temperature",
+        "0",
+    ]));
     assert!(out.starts_with("tea"), "{out:?}");
     // 3 + 5 tokens fit the 8-token window: every step is one reference pass.
     let mut ctx = reference.encode("tea");
@@ -149,15 +175,25 @@ fn greedy_generate_follows_the_reference_argmax() {
 fn sampling_is_seeded() {
     let m = write("seeded.safetensors", &small_model());
     let run = |seed: &str| {
-        stdout(&folio(&["generate", &m, "-n", "60", "--temperature", "30", "--seed", seed]))
+        stdout(&folio(&[
+            "generate",
+            &m,
+            "-n",
+            "60",
+            "--temperature",
+            "30",
+            "--seed",
+            seed,
+        ]))
     };
     let a = run("5");
     assert_eq!(a, run("5"));
     assert_ne!(a, run("6"));
     assert_eq!(a.chars().count(), 60);
     // Beyond block_size (8) the window shifts; --exact recomputes; both run to the end.
-    let e =
-        stdout(&folio(&["generate", &m, "-n", "30", "--exact", "--top-k", "2", "--top-p", "0.9"]));
+    let e = stdout(&folio(&[
+        "generate", &m, "-n", "30", "--exact", "--top-k", "2", "--top-p", "0.9",
+    ]));
     assert_eq!(e.chars().count(), 30);
     let o = folio(&["generate", &m, "-n", "5"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("generated 5 tokens"));
@@ -171,10 +207,16 @@ fn info_and_bench() {
     let m = write("info.safetensors", &bytes);
     let out = stdout(&folio(&["info", &m]));
     assert!(out.contains("format: 2, dtype label: f32"), "{out}");
-    assert!(out.contains("vocab_size=11 block_size=8 n_embd=32 n_head=4 n_layer=1"), "{out}");
+    assert!(
+        out.contains("vocab_size=11 block_size=8 n_embd=32 n_head=4 n_layer=1"),
+        "{out}"
+    );
     assert!(out.contains("h.0.mlp.c_fc.weight"), "{out}");
     assert!(out.contains("encodings: f32 x6"), "{out}");
-    assert!(out.contains(r#"folio.train: {"steps": 7, "val_loss": 1.5}"#), "{out}");
+    assert!(
+        out.contains(r#"folio.train: {"steps": 7, "val_loss": 1.5}"#),
+        "{out}"
+    );
     let out = stdout(&folio(&["bench", &m, "-n", "8", "--json"]));
     let j: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(j["n"], 8);
@@ -182,7 +224,10 @@ fn info_and_bench() {
     assert!(j["decode_us"]["p50"].as_f64().expect("p50") > 0.0);
     assert!(j["decode_tokens_per_s"].as_f64().expect("tokens/s") > 0.0);
     let text = stdout(&folio(&["bench", &m]));
-    assert!(text.contains("tokens/s") && text.contains("KV cache"), "{text}");
+    assert!(
+        text.contains("tokens/s") && text.contains("KV cache"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -190,23 +235,51 @@ fn bad_input_is_one_line_and_non_zero() {
     let m = write("bad.safetensors", &small_model());
     let m = m.as_str();
     let missing = dir().join("no-such-file.safetensors");
-    fails_with(&folio(&["info", missing.to_str().expect("path")]), 1, "cannot open");
+    fails_with(
+        &folio(&["info", missing.to_str().expect("path")]),
+        1,
+        "cannot open",
+    );
     let junk = write("junk.safetensors", b"\x05\0\0\0\0\0\0\0{\"a\":");
     fails_with(&folio(&["generate", &junk]), 1, "not a valid folio model");
     let short = write("short.safetensors", b"abc");
-    fails_with(&folio(&["logits", &short, "--text", "a"]), 1, "shorter than the 8-byte");
+    fails_with(
+        &folio(&["logits", &short, "--text", "a"]),
+        1,
+        "shorter than the 8-byte",
+    );
     let good = small_model();
     let truncated = write("truncated.safetensors", &good[..good.len() / 2]);
-    fails_with(&folio(&["logits", &truncated, "--text", "the"]), 1, "not a valid folio model");
+    fails_with(
+        &folio(&["logits", &truncated, "--text", "the"]),
+        1,
+        "not a valid folio model",
+    );
     let old = edit_header(&good, |h| h["__metadata__"]["folio.format"] = json!("1"));
     let old = write("format1.safetensors", &old);
     fails_with(&folio(&["info", &old]), 1, "exporter convert");
-    fails_with(&folio(&["generate", m, "--prompt", "teé"]), 1, "'é' at position 2");
-    fails_with(&folio(&["logits", m, "--text", "teateatea"]), 1, "longer than block_size 8");
-    fails_with(&folio(&["logits", m, "--text", "tXa"]), 1, "'X' at position 1");
+    fails_with(
+        &folio(&["generate", m, "--prompt", "teé"]),
+        1,
+        "'é' at position 2",
+    );
+    fails_with(
+        &folio(&["logits", m, "--text", "teateatea"]),
+        1,
+        "longer than block_size 8",
+    );
+    fails_with(
+        &folio(&["logits", m, "--text", "tXa"]),
+        1,
+        "'X' at position 1",
+    );
     fails_with(&folio(&["generate", m, "-n", "2000000"]), 1, "too large");
     fails_with(&folio(&["bench", m, "-n", "9"]), 1, "too large");
-    fails_with(&folio(&["generate", m, "--temperature=-1"]), 1, "temperature");
+    fails_with(
+        &folio(&["generate", m, "--temperature=-1"]),
+        1,
+        "temperature",
+    );
     fails_with(&folio(&["generate", m, "--top-p", "0"]), 1, "top_p");
     fails_with(&folio(&["generate", m, "-n", "lots"]), 2, "invalid value");
     fails_with(&folio(&["frobnicate"]), 2, "unrecognized subcommand");

@@ -6,7 +6,12 @@ use std::io;
 use std::path::PathBuf;
 
 fn small_file() -> Vec<u8> {
-    FixtureSpec::new(Config::new(8, 32, 4, 2).vocab(29), Plan::All(Encoding::F32), 4).to_bytes()
+    FixtureSpec::new(
+        Config::new(8, 32, 4, 2).vocab(29),
+        Plan::All(Encoding::F32),
+        4,
+    )
+    .to_bytes()
 }
 
 /// A fresh directory for one test.
@@ -29,7 +34,10 @@ fn read_and_map_give_the_same_model() {
     assert_eq!(mapped.bytes(), &bytes[..]);
     assert_eq!(read.bytes(), &bytes[..]);
     assert_eq!(read.bytes().as_ptr().align_offset(8), 0);
-    assert_eq!(read.model().unwrap().config(), mapped.model().unwrap().config());
+    assert_eq!(
+        read.model().unwrap().config(),
+        mapped.model().unwrap().config()
+    );
     let e = MappedModel::read(&path, bytes.len() as u64 - 1).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::OutOfMemory, "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -49,9 +57,10 @@ fn special_files_are_refused_before_blocking() {
         cases.push((PathBuf::from("/dev/zero"), "a character device"));
     }
     for (path, what) in cases {
-        for e in
-            [MappedModel::open(&path).unwrap_err(), MappedModel::read(&path, u64::MAX).unwrap_err()]
-        {
+        for e in [
+            MappedModel::open(&path).unwrap_err(),
+            MappedModel::read(&path, u64::MAX).unwrap_err(),
+        ] {
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{}", path.display());
             assert!(e.to_string().contains(what), "{e}");
         }

@@ -126,20 +126,35 @@ fn sample_run(bytes: &[u8], cfg: SamplerConfig, mode: ContextMode, n: usize) -> 
     let mut mem = Vec::new();
     let mut g = generator(&model, &mut mem, mode, cfg);
     let mut prompt = [0u32; 8];
-    let np = model.tokenizer().encode("to the", &mut prompt).expect("encode");
+    let np = model
+        .tokenizer()
+        .encode("to the", &mut prompt)
+        .expect("encode");
     g.prompt(&prompt[..np]).expect("prompt");
     (0..n).map(|_| g.next().expect("next")).collect()
 }
 
 #[test]
 fn seeded_sampling_is_deterministic_and_seed_dependent() {
-    let a =
-        AlignedBytes::new(&FixtureSpec::new(Config::TINY[1], Plan::Mixed, 8).std(0.1).to_bytes());
-    let cfg = |seed| SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, seed };
+    let a = AlignedBytes::new(
+        &FixtureSpec::new(Config::TINY[1], Plan::Mixed, 8)
+            .std(0.1)
+            .to_bytes(),
+    );
+    let cfg = |seed| SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed,
+    };
     // Exact mode recomputes the window every token: fewer tokens keep it quick.
     for (mode, n) in [(ContextMode::Shift, 100), (ContextMode::Exact, 40)] {
         let s1 = sample_run(a.bytes(), cfg(1), mode, n);
-        assert_eq!(s1, sample_run(a.bytes(), cfg(1), mode, n), "{mode:?}: same seed, same tokens");
+        assert_eq!(
+            s1,
+            sample_run(a.bytes(), cfg(1), mode, n),
+            "{mode:?}: same seed, same tokens"
+        );
         let s2 = sample_run(a.bytes(), cfg(2), mode, n);
         let s3 = sample_run(a.bytes(), cfg(3), mode, n);
         assert_ne!(s1, s2, "{mode:?}: seeds 1 and 2");
@@ -148,10 +163,19 @@ fn seeded_sampling_is_deterministic_and_seed_dependent() {
         let mut distinct = s1.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        assert!(distinct.len() >= 10, "{mode:?}: {} distinct tokens", distinct.len());
+        assert!(
+            distinct.len() >= 10,
+            "{mode:?}: {} distinct tokens",
+            distinct.len()
+        );
     }
     // top_k = 1 is greedy whatever the seed.
-    let k1 = |seed| SamplerConfig { temperature: 1.5, top_k: 1, top_p: 1.0, seed };
+    let k1 = |seed| SamplerConfig {
+        temperature: 1.5,
+        top_k: 1,
+        top_p: 1.0,
+        seed,
+    };
     let greedy = sample_run(a.bytes(), SamplerConfig::greedy(), ContextMode::Shift, 50);
     assert_eq!(sample_run(a.bytes(), k1(5), ContextMode::Shift, 50), greedy);
     assert_eq!(sample_run(a.bytes(), k1(6), ContextMode::Shift, 50), greedy);
@@ -162,7 +186,12 @@ fn shift_mode_runs_far_past_the_window() {
     for config in [Config::TINY[0], Config::LAB[0]] {
         let a =
             AlignedBytes::new(&FixtureSpec::new(config, Plan::All(Encoding::Q4_0), 9).to_bytes());
-        let cfg = SamplerConfig { temperature: 0.8, top_k: 10, top_p: 0.95, seed: 3 };
+        let cfg = SamplerConfig {
+            temperature: 0.8,
+            top_k: 10,
+            top_p: 0.95,
+            seed: 3,
+        };
         let tokens = sample_run(a.bytes(), cfg, ContextMode::Shift, 20 * config.block_size);
         assert!(tokens.iter().all(|&t| (t as usize) < config.vocab_size));
     }
@@ -176,7 +205,10 @@ fn frequencies(cfg: SamplerConfig, logits: &[f32], draws: usize) -> Vec<f64> {
     for _ in 0..draws {
         counts[s.sample(logits, &mut probs, &mut idx).expect("sample") as usize] += 1;
     }
-    counts.into_iter().map(|c| c as f64 / draws as f64).collect()
+    counts
+        .into_iter()
+        .map(|c| c as f64 / draws as f64)
+        .collect()
 }
 
 fn softmax(l: &[f64]) -> Vec<f64> {
@@ -201,12 +233,25 @@ fn sampler_distributions_are_the_documented_ones() {
     let logits = [0.5f32, 2.0, -1.0, 1.0, 0.0, 1.7];
     let l64: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
     let n = 40_000;
-    let cfg = |temperature, top_k, top_p| SamplerConfig { temperature, top_k, top_p, seed: 99 };
+    let cfg = |temperature, top_k, top_p| SamplerConfig {
+        temperature,
+        top_k,
+        top_p,
+        seed: 99,
+    };
 
     // Plain softmax, and temperature 0.5 (= softmax of 2l).
-    assert_close(&frequencies(cfg(1.0, 0, 1.0), &logits, n), &softmax(&l64), "T=1");
+    assert_close(
+        &frequencies(cfg(1.0, 0, 1.0), &logits, n),
+        &softmax(&l64),
+        "T=1",
+    );
     let l2: Vec<f64> = l64.iter().map(|v| v * 2.0).collect();
-    assert_close(&frequencies(cfg(0.5, 0, 1.0), &logits, n), &softmax(&l2), "T=0.5");
+    assert_close(
+        &frequencies(cfg(0.5, 0, 1.0), &logits, n),
+        &softmax(&l2),
+        "T=0.5",
+    );
 
     // top-k 2: tokens 1 and 5, renormalised.
     let p = softmax(&l64);
@@ -249,7 +294,11 @@ fn sampler_distributions_are_the_documented_ones() {
 /// 8/32/4/2, vocab 29, tied, F32, weights with std 0.3.
 fn small() -> AlignedBytes {
     let config = Config::new(8, 32, 4, 2).vocab(29);
-    AlignedBytes::new(&FixtureSpec::new(config, Plan::All(Encoding::F32), 4).std(0.3).to_bytes())
+    AlignedBytes::new(
+        &FixtureSpec::new(config, Plan::All(Encoding::F32), 4)
+            .std(0.3)
+            .to_bytes(),
+    )
 }
 
 /// `f` on a greedy generator over [`small`] in `mode`.
@@ -257,7 +306,12 @@ fn greedy_small(mode: ContextMode, f: impl FnOnce(&mut Generator<'_, '_>)) {
     let file = small();
     let model = Model::from_bytes(file.bytes()).expect("load");
     let mut mem = Vec::new();
-    f(&mut generator(&model, &mut mem, mode, SamplerConfig::greedy()))
+    f(&mut generator(
+        &model,
+        &mut mem,
+        mode,
+        SamplerConfig::greedy(),
+    ))
 }
 
 fn run(
@@ -277,7 +331,12 @@ fn run(
 fn shift_equals_exact_until_the_window_fills() {
     let file = small();
     let model = Model::from_bytes(file.bytes()).expect("load");
-    let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 11 };
+    let cfg = SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 11,
+    };
     // Prompt 3 + 5 generated = 8 = block_size: every step fits in the window.
     let a = run(&model, ContextMode::Shift, cfg, &[1, 2, 3], 6);
     assert_eq!(a, run(&model, ContextMode::Exact, cfg, &[1, 2, 3], 6));
@@ -293,7 +352,13 @@ fn shift_equals_exact_until_the_window_fills() {
 fn greedy_next_is_argmax_of_a_fresh_forward() {
     let file = small();
     let model = Model::from_bytes(file.bytes()).expect("load");
-    let toks = run(&model, ContextMode::Shift, SamplerConfig::greedy(), &[4, 7], 5);
+    let toks = run(
+        &model,
+        ContextMode::Shift,
+        SamplerConfig::greedy(),
+        &[4, 7],
+        5,
+    );
     // Recompute each step from scratch with a plain session.
     let mut ctx = vec![4u32, 7];
     for &t in &toks {
@@ -336,7 +401,10 @@ fn generator_errors() {
     greedy_small(ContextMode::Shift, |g| {
         assert_eq!(g.next(), Err(Error::EmptyPrompt));
         assert_eq!(g.prompt(&[]), Err(Error::EmptyPrompt));
-        let e = Error::TokenOutOfRange { token: 99, vocab_size: 29 };
+        let e = Error::TokenOutOfRange {
+            token: 99,
+            vocab_size: 29,
+        };
         assert_eq!(g.prompt(&[1, 99]), Err(e));
     });
 }
@@ -350,7 +418,12 @@ fn long_prompts_skip_to_the_window_token_by_token_feeding_ends_with() {
     let file = small();
     let model = Model::from_bytes(file.bytes()).expect("load");
     let block = model.config().block_size;
-    let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 5 };
+    let cfg = SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 5,
+    };
     let (mut ma, mut mb) = (Vec::new(), Vec::new());
     for mode in [ContextMode::Shift, ContextMode::Exact] {
         for n in 1..=5 * block + 3 {
@@ -366,7 +439,10 @@ fn long_prompts_skip_to_the_window_token_by_token_feeding_ends_with() {
             let mut fresh = generator(&model, &mut mb, mode, cfg);
             fresh.prompt(&want).expect("prompt");
             let (la, lb) = (long.session().logits(), fresh.session().logits());
-            assert!(la.iter().zip(lb).all(|(x, y)| x.to_bits() == y.to_bits()), "{mode:?} n={n}");
+            assert!(
+                la.iter().zip(lb).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{mode:?} n={n}"
+            );
             for step in 0..2 * block {
                 assert_eq!(long.next(), fresh.next(), "{mode:?} n={n} step {step}");
             }

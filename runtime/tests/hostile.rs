@@ -24,7 +24,11 @@ struct Shape {
     n_layer: usize,
 }
 
-const SMALL: Shape = Shape { block_size: 8, n_embd: 32, n_layer: 1 };
+const SMALL: Shape = Shape {
+    block_size: 8,
+    n_embd: 32,
+    n_layer: 1,
+};
 const VOCAB: usize = 5;
 
 fn tensors(s: Shape) -> Vec<(String, Vec<usize>)> {
@@ -87,8 +91,10 @@ fn write_model(
 ) {
     let mut all = tensors(s);
     all.extend(extra_tensors.iter().map(|n| (n.to_string(), vec![1])));
-    let mut meta: Vec<String> =
-        metadata(s).into_iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+    let mut meta: Vec<String> = metadata(s)
+        .into_iter()
+        .map(|(k, v)| format!("\"{k}\": {v}"))
+        .collect();
     meta.extend(extra_meta.iter().map(|(k, v)| format!("\"{k}\": {v}")));
     let mut header = format!("{{\"__metadata__\": {{{}}}", meta.join(", "));
     let mut offset = 0u64;
@@ -123,7 +129,8 @@ fn write_model(
     ones.extend((0..s.n_embd).map(|i| ("wte.weight", 3 * s.n_embd + i, pattern(i))));
     ones.extend((0..s.n_embd).map(|i| ("ln_f.bias", i, pattern(i))));
     for &(name, i, v) in ones.iter().chain(patch) {
-        f.seek(SeekFrom::Start(start + at[name] + 4 * i as u64)).unwrap();
+        f.seek(SeekFrom::Start(start + at[name] + 4 * i as u64))
+            .unwrap();
         f.write_all(&v.to_le_bytes()).unwrap();
     }
 }
@@ -154,7 +161,10 @@ fn run(args: &[&str]) -> Output {
 /// redirections the Command API cannot express.
 fn run_sh(script: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_folio")).args(args);
+    cmd.arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_folio"))
+        .args(args);
     output(cmd, 60, script)
 }
 
@@ -194,7 +204,12 @@ fn special_files_fail_fast_with_their_kind() {
     let d = dir().join("a-directory.safetensors");
     std::fs::create_dir_all(&d).unwrap();
     let (fifo, d) = (fifo.to_str().unwrap(), d.to_str().unwrap());
-    for cmd in [&["info"][..], &["generate"], &["bench"], &["logits", "--text", "a"]] {
+    for cmd in [
+        &["info"][..],
+        &["generate"],
+        &["bench"],
+        &["logits", "--text", "a"],
+    ] {
         for mmap in [&[][..], &["--no-mmap"]] {
             for (path, kind) in [
                 (fifo, "a FIFO"),
@@ -210,7 +225,11 @@ fn special_files_fail_fast_with_their_kind() {
         }
     }
     let missing = dir().join("missing.safetensors");
-    fails(&run(&["info", missing.to_str().unwrap()]), 1, &["cannot open", "No such file"]);
+    fails(
+        &run(&["info", missing.to_str().unwrap()]),
+        1,
+        &["cannot open", "No such file"],
+    );
     let empty = dir().join("empty.safetensors");
     std::fs::write(&empty, b"").unwrap();
     fails(
@@ -225,7 +244,11 @@ fn a_session_over_the_memory_limit_is_refused_before_allocating() {
     // block_size 2^20 and 16 layers: a 128 MiB data section that is a hole on disk, and a
     // session that needs 2 GiB of KV cache.
     let huge = dir().join("huge-block.safetensors");
-    let shape = Shape { block_size: 1 << 20, n_embd: 32, n_layer: 16 };
+    let shape = Shape {
+        block_size: 1 << 20,
+        n_embd: 32,
+        n_layer: 16,
+    };
     write_model(&huge, shape, &[], &[], &[]);
     let h = huge.to_str().unwrap();
     let info = succeeds(&run(&["info", h]));
@@ -237,7 +260,11 @@ fn a_session_over_the_memory_limit_is_refused_before_allocating() {
         &["bench", h, "-n", "1048576"],
         &["generate", h, "--max-memory", "1900M"],
     ] {
-        fails(&run(args), 1, &["session", "--max-memory", "KV cache 2147483648 bytes"]);
+        fails(
+            &run(args),
+            1,
+            &["session", "--max-memory", "KV cache 2147483648 bytes"],
+        );
     }
     // Read into memory, the file itself is over the limit.
     fails(
@@ -251,9 +278,21 @@ fn a_session_over_the_memory_limit_is_refused_before_allocating() {
     let m = m.to_str().unwrap();
     succeeds(&run(&["generate", m, "-n", "4"]));
     succeeds(&run(&["generate", m, "-n", "4", "--max-memory", "64K"]));
-    fails(&run(&["generate", m, "--max-memory", "1000"]), 1, &["session", "--max-memory 1000"]);
-    fails(&run(&["logits", m, "--text", "a", "--max-memory", "1K"]), 1, &["session"]);
-    fails(&run(&["bench", m, "--max-memory", "2000"]), 1, &["--max-memory"]);
+    fails(
+        &run(&["generate", m, "--max-memory", "1000"]),
+        1,
+        &["session", "--max-memory 1000"],
+    );
+    fails(
+        &run(&["logits", m, "--text", "a", "--max-memory", "1K"]),
+        1,
+        &["session"],
+    );
+    fails(
+        &run(&["bench", m, "--max-memory", "2000"]),
+        1,
+        &["--max-memory"],
+    );
     // --no-mmap counts the file copy too.
     let file_len = std::fs::metadata(m).unwrap().len().to_string();
     fails(
@@ -288,7 +327,11 @@ fn sampler_settings_are_checked_and_tiny_temperatures_are_greedy() {
         );
     }
     for p in ["0", "1.5", "nan", "-0.1", "inf"] {
-        fails(&run(&["generate", m, &format!("--top-p={p}")]), 1, &["top_p must be in (0, 1]"]);
+        fails(
+            &run(&["generate", m, &format!("--top-p={p}")]),
+            1,
+            &["top_p must be in (0, 1]"],
+        );
     }
     fails(&run(&["generate", m, "--top-k=-1"]), 2, &["--top-k"]);
     fails(&run(&["generate", m, "-n", "lots"]), 2, &["invalid value"]);
@@ -304,7 +347,10 @@ fn non_finite_weights_are_reported_and_never_sampled() {
         SMALL,
         &[],
         &[],
-        &[("ln_f.bias", 3, f32::NAN), ("h.0.mlp.c_fc.weight", 7, f32::INFINITY)],
+        &[
+            ("ln_f.bias", 3, f32::NAN),
+            ("h.0.mlp.c_fc.weight", 7, f32::INFINITY),
+        ],
     );
     let m = m.to_str().unwrap();
     let info = succeeds(&run(&["info", m]));
@@ -312,10 +358,22 @@ fn non_finite_weights_are_reported_and_never_sampled() {
         info.contains("weights: 2 NaN or infinite values (first found in h.0.mlp.c_fc.weight)"),
         "{info}"
     );
-    let clean = succeeds(&run(&["info", small_model("finite.safetensors").to_str().unwrap()]));
+    let clean = succeeds(&run(&[
+        "info",
+        small_model("finite.safetensors").to_str().unwrap(),
+    ]));
     assert!(clean.contains("weights: all finite"), "{clean}");
     for t in ["0", "0.8"] {
-        let o = run(&["generate", m, "-n", "100000", "--temperature", t, "--prompt", "ab"]);
+        let o = run(&[
+            "generate",
+            m,
+            "-n",
+            "100000",
+            "--temperature",
+            t,
+            "--prompt",
+            "ab",
+        ]);
         fails(&o, 1, &["logit of token 0 is NaN or infinite"]);
         // The prompt echo is all that reached stdout.
         assert_eq!(o.stdout, b"ab");
@@ -382,7 +440,11 @@ fn output_stream_failures_are_errors_not_panics_or_silence() {
             &["cannot write to standard output", "No space left on device"],
         );
         // A closed stdout is an error too (Rust's stdout would report success).
-        fails(&run_sh(r#"exec "$0" "$@" >&-"#, args), 1, &["standard output is not open"]);
+        fails(
+            &run_sh(r#"exec "$0" "$@" >&-"#, args),
+            1,
+            &["standard output is not open"],
+        );
     }
     // A full stderr is ignored: success stays success, an error keeps its exit code.
     let o = run_sh(r#"exec "$0" "$@" 2>/dev/full"#, &["generate", m, "-n", "5"]);
@@ -412,7 +474,13 @@ fn no_mmap_survives_the_file_being_truncated_while_it_runs() {
     let src = small_model("truncate.safetensors");
     let len = std::fs::metadata(&src).unwrap().len();
     let mut child = folio()
-        .args(["generate", src.to_str().unwrap(), "-n", "200000", "--no-mmap"])
+        .args([
+            "generate",
+            src.to_str().unwrap(),
+            "-n",
+            "200000",
+            "--no-mmap",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -421,11 +489,20 @@ fn no_mmap_survives_the_file_being_truncated_while_it_runs() {
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
     stdout.read_exact(&mut first).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&src).unwrap().set_len(len / 3).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
     let mut rest = Vec::new();
     stdout.read_to_end(&mut rest).unwrap();
     let o = wait(child, 120, "generate --no-mmap");
-    assert!(o.status.success(), "{:?}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(1 + rest.len(), 200_000);
     // The truncated file is now refused at load, mapped or read.
     for extra in [&[][..], &["--no-mmap"]] {

@@ -54,7 +54,10 @@ fn id(kind: TensorKind, layer: u8) -> TensorId {
 }
 
 fn scale_id(kind: TensorKind, layer: u8) -> TensorId {
-    TensorId { scale: true, ..id(kind, layer) }
+    TensorId {
+        scale: true,
+        ..id(kind, layer)
+    }
 }
 
 fn tensor(tensor: TensorId, problem: TensorProblem) -> Error {
@@ -114,7 +117,10 @@ fn huge_header_length() {
     for n in [u64::MAX, 1 << 40, good.len() as u64] {
         let mut b = good.clone();
         b[..8].copy_from_slice(&n.to_le_bytes());
-        let want = Error::HeaderTooLong { header_len: n, file_len: good.len() };
+        let want = Error::HeaderTooLong {
+            header_len: n,
+            file_len: good.len(),
+        };
         assert_eq!(err(&b), want, "{n}");
         assert!(!st_accepts(&b));
     }
@@ -126,7 +132,11 @@ fn file_cut_inside_the_header() {
     let n = u64::from_le_bytes(good[..8].try_into().expect("8")) as usize;
     for cut in [9, 8 + n / 2, 8 + n - 1] {
         let b = &good[..cut];
-        assert!(matches!(err(b), Error::HeaderTooLong { .. }), "cut at {cut}: {:?}", err(b));
+        assert!(
+            matches!(err(b), Error::HeaderTooLong { .. }),
+            "cut at {cut}: {:?}",
+            err(b)
+        );
         assert!(!st_accepts(b));
     }
 }
@@ -134,7 +144,10 @@ fn file_cut_inside_the_header() {
 #[test]
 fn header_not_utf8() {
     // A name with the byte 0xFF inside an otherwise valid header.
-    let mut b = raw_file("{\"aZ\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", &[0]);
+    let mut b = raw_file(
+        "{\"aZ\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+        &[0],
+    );
     let i = b.iter().position(|&c| c == b'Z').expect("marker");
     b[i] = 0xFF;
     assert_eq!(err(&b), Error::HeaderNotUtf8);
@@ -162,7 +175,11 @@ fn bad_json() {
     ];
     for h in cases {
         let b = raw_file(h, &[0]);
-        assert!(matches!(err(&b), Error::BadJson { .. }), "{h:?}: {:?}", err(&b));
+        assert!(
+            matches!(err(&b), Error::BadJson { .. }),
+            "{h:?}: {:?}",
+            err(&b)
+        );
         assert!(!st_accepts(&b), "safetensors accepts {h:?}");
     }
 }
@@ -178,7 +195,11 @@ fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
 #[test]
 fn unknown_dtype() {
     let b = edit_header(&f32_file(), |h| h["ln_f.bias"]["dtype"] = json!("F99"));
-    assert!(matches!(err(&b), Error::UnknownDtype { .. }), "{:?}", err(&b));
+    assert!(
+        matches!(err(&b), Error::UnknownDtype { .. }),
+        "{:?}",
+        err(&b)
+    );
     assert!(!st_accepts(&b));
 }
 
@@ -189,9 +210,13 @@ fn offsets_out_of_range() {
     // The last tensor in data order: it begins where the one before ends, so only its end
     // can be wrong.
     let (name, last) = last_tensor(&good);
-    let begin = RawFile::parse(&good)[name.as_str()]["data_offsets"][0].as_u64().expect("u64");
+    let begin = RawFile::parse(&good)[name.as_str()]["data_offsets"][0]
+        .as_u64()
+        .expect("u64");
     for end in [n + 4, n + (1 << 20), u64::MAX, begin - 1] {
-        let b = edit_header(&good, |h| h[name.as_str()]["data_offsets"] = json!([begin, end]));
+        let b = edit_header(&good, |h| {
+            h[name.as_str()]["data_offsets"] = json!([begin, end])
+        });
         assert_eq!(err(&b), tensor(last, TensorProblem::OutOfRange), "{end}");
         assert!(!st_accepts(&b), "{end}");
     }
@@ -202,7 +227,12 @@ fn offsets_length_mismatch() {
     let good = f32_file();
     let ln_f_bias = id(TensorKind::LnFBias, 0);
     // ln_f.bias is F32 [32] = 128 bytes; claim a shape of 31 or 33 elements.
-    for shape in [json!([31]), json!([33]), json!([4, 8, 2]), json!([1u64 << 40, 1u64 << 40])] {
+    for shape in [
+        json!([31]),
+        json!([33]),
+        json!([4, 8, 2]),
+        json!([1u64 << 40, 1u64 << 40]),
+    ] {
         let b = edit_header(&good, |h| h["ln_f.bias"]["shape"] = shape.clone());
         assert_eq!(err(&b), tensor(ln_f_bias, TensorProblem::Length), "{shape}");
         assert!(!st_accepts(&b));
@@ -220,13 +250,20 @@ fn offsets_must_tile_the_data_section() {
     let not_contiguous = |kind| tensor(id(kind, 0), TensorProblem::NotContiguous);
     // ln_f.bias (128 bytes) moved onto the first 128 bytes of wpe.weight: an overlap.
     let (w0, _) = offsets("wpe.weight");
-    let b = edit_header(&good, |h| h["ln_f.bias"]["data_offsets"] = json!([w0, w0 + 128]));
+    let b = edit_header(&good, |h| {
+        h["ln_f.bias"]["data_offsets"] = json!([w0, w0 + 128])
+    });
     assert_eq!(err(&b), not_contiguous(TensorKind::LnFBias));
     assert!(!st_accepts(&b));
     // An unknown tensor overlapping a used one is just as wrong.
-    let b = edit_header(&good, |h| {
-        h["zz.extra"] = json!({"dtype": "U8", "shape": [2], "data_offsets": [w0 + 1, w0 + 3]})
-    });
+    let b =
+        edit_header(
+            &good,
+            |h| {
+                h["zz.extra"] =
+                    json!({"dtype": "U8", "shape": [2], "data_offsets": [w0 + 1, w0 + 3]})
+            },
+        );
     assert_eq!(err(&b), not_contiguous(TensorKind::Other));
     assert!(!st_accepts(&b));
     // A gap: 8 unused bytes before the last tensor.
@@ -250,13 +287,19 @@ fn offsets_must_tile_the_data_section() {
 fn too_many_tensors() {
     let mut entries: Vec<String> = (0..513)
         .map(|i| {
-            format!("\"t{i}\":{{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[{i},{}]}}", i + 1)
+            format!(
+                "\"t{i}\":{{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[{i},{}]}}",
+                i + 1
+            )
         })
         .collect();
     entries.push("\"__metadata__\":{\"folio.format\":\"2\"}".into());
     let b = raw_file(&format!("{{{}}}", entries.join(",")), &[7u8; 513]);
     assert_eq!(err(&b), Error::TooManyTensors { max: 512 });
-    assert!(st_accepts(&b), "a safetensors-valid file; the limit is folio's own");
+    assert!(
+        st_accepts(&b),
+        "a safetensors-valid file; the limit is folio's own"
+    );
 }
 
 #[test]
@@ -265,7 +308,11 @@ fn key_capacities() {
     let name = "n".repeat(257);
     let h = format!("{{\"{name}\":{{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}}}");
     let b = raw_file(&h, &[0]);
-    assert!(matches!(err(&b), Error::KeyTooLong { max: 256, .. }), "{:?}", err(&b));
+    assert!(
+        matches!(err(&b), Error::KeyTooLong { max: 256, .. }),
+        "{:?}",
+        err(&b)
+    );
     assert!(st_accepts(&b));
     let b = edit_header(&f32_file(), |h| {
         for i in 0..60 {
@@ -295,7 +342,10 @@ fn misaligned_tensor() {
     h.data.splice(0..0, [0u8, 0]);
     let b = h.to_bytes();
     assert_eq!(problem(&b), Some(TensorProblem::Misaligned));
-    assert!(st_accepts(&b), "safetensors has no alignment rule; folio does (FORMAT.md)");
+    assert!(
+        st_accepts(&b),
+        "safetensors has no alignment rule; folio does (FORMAT.md)"
+    );
 }
 
 #[test]
@@ -305,11 +355,23 @@ fn misaligned_data_address() {
     for off in 1..4 {
         let a = AlignedBytes::with_offset(&good, off);
         let e = Model::from_bytes(a.bytes()).map(|_| ()).unwrap_err();
-        assert_eq!(e, Error::DataMisaligned { offset: data_offset }, "offset {off}");
-        assert!(e.to_string().contains("not at a 4-byte aligned address"), "{e}");
+        assert_eq!(
+            e,
+            Error::DataMisaligned {
+                offset: data_offset
+            },
+            "offset {off}"
+        );
+        assert!(
+            e.to_string().contains("not at a 4-byte aligned address"),
+            "{e}"
+        );
     }
     let a = AlignedBytes::with_offset(&good, 4);
-    assert!(Model::from_bytes(a.bytes()).is_ok(), "4-byte aligned is enough");
+    assert!(
+        Model::from_bytes(a.bytes()).is_ok(),
+        "4-byte aligned is enough"
+    );
 }
 
 #[test]
@@ -335,14 +397,18 @@ fn session_memory_any_alignment_and_exact_size() {
     let n = model.session_bytes();
     let mut mem = vec![0u8; n + 8];
     for off in 0..4 {
-        let mut s =
-            model.session(&mut mem[off..off + n]).unwrap_or_else(|e| panic!("offset {off}: {e}"));
+        let mut s = model
+            .session(&mut mem[off..off + n])
+            .unwrap_or_else(|e| panic!("offset {off}: {e}"));
         s.forward(1, 0).expect("forward");
     }
     let mut short = vec![0u8; n - 1];
     assert_eq!(
         model.session(&mut short).map(|_| ()).unwrap_err(),
-        Error::SessionTooSmall { needed: n, got: n - 1 }
+        Error::SessionTooSmall {
+            needed: n,
+            got: n - 1
+        }
     );
 }
 
@@ -368,7 +434,12 @@ fn missing_metadata() {
     let b = edit_header(&good, |h| {
         h.remove("__metadata__");
     });
-    assert_eq!(err(&b), Error::MissingMetadata { key: MetaKey::Format });
+    assert_eq!(
+        err(&b),
+        Error::MissingMetadata {
+            key: MetaKey::Format
+        }
+    );
     for key in REQUIRED {
         let b = set_meta(&good, key.as_str(), None);
         assert_eq!(err(&b), Error::MissingMetadata { key }, "{key:?}");
@@ -405,20 +476,25 @@ fn duplicate_names() {
     dup.members.insert(0, ("ln_f.bias".into(), entry.clone()));
     assert!(matches!(err(&dup.to_bytes()), Error::DuplicateName { .. }));
     // The same name spelled with an escape is the same name.
-    let text = h.header_text().replacen("\"ln_f.bias\"", "\"ln_f.bia\\u0073\"", 1);
+    let text = h
+        .header_text()
+        .replacen("\"ln_f.bias\"", "\"ln_f.bia\\u0073\"", 1);
     let mut b = raw_file(&text, &h.data);
     b = raw_file(
-        &String::from_utf8_lossy(&b[8..b.len() - h.data.len()]).trim_end().replacen(
-            '{',
-            &format!("{{\"ln_f.bias\":{entry},"),
-            1,
-        ),
+        &String::from_utf8_lossy(&b[8..b.len() - h.data.len()])
+            .trim_end()
+            .replacen('{', &format!("{{\"ln_f.bias\":{entry},"), 1),
         &h.data,
     );
-    assert!(matches!(err(&b), Error::DuplicateName { .. }), "{:?}", err(&b));
+    assert!(
+        matches!(err(&b), Error::DuplicateName { .. }),
+        "{:?}",
+        err(&b)
+    );
     // Two __metadata__ objects.
     let mut two = h.clone();
-    two.members.push(("__metadata__".into(), h["__metadata__"].clone()));
+    two.members
+        .push(("__metadata__".into(), h["__metadata__"].clone()));
     assert!(matches!(err(&two.to_bytes()), Error::DuplicateName { .. }));
     // One metadata key twice (JSON tools disagree on which one wins).
     let text = h.header_text().replacen(
@@ -428,18 +504,30 @@ fn duplicate_names() {
     );
     assert_ne!(text, h.header_text());
     let b = raw_file(&text, &h.data);
-    assert!(matches!(err(&b), Error::DuplicateName { .. }), "{:?}", err(&b));
+    assert!(
+        matches!(err(&b), Error::DuplicateName { .. }),
+        "{:?}",
+        err(&b)
+    );
 }
 
 #[test]
 fn format_version() {
     for v in ["3", "", "2.0", " 2", "v2"] {
         let b = meta(&f32_file(), "folio.format", v);
-        assert_eq!(err(&b), Error::BadMetadata { key: MetaKey::Format }, "{v:?}");
+        assert_eq!(
+            err(&b),
+            Error::BadMetadata {
+                key: MetaKey::Format
+            },
+            "{v:?}"
+        );
     }
     // An escaped "2" is still "2".
     let h = RawFile::parse(&f32_file());
-    let text = h.header_text().replace("\"folio.format\":\"2\"", "\"folio.format\":\"\\u0032\"");
+    let text = h
+        .header_text()
+        .replace("\"folio.format\":\"2\"", "\"folio.format\":\"\\u0032\"");
     load(&raw_file(&text, &h.data)).expect("\\u0032 is \"2\"");
 }
 
@@ -461,8 +549,13 @@ fn format_1_files_are_named_as_such() {
 #[test]
 fn bad_metadata_values() {
     let good = f32_file();
-    let sizes =
-        [MetaKey::VocabSize, MetaKey::BlockSize, MetaKey::NEmbd, MetaKey::NHead, MetaKey::NLayer];
+    let sizes = [
+        MetaKey::VocabSize,
+        MetaKey::BlockSize,
+        MetaKey::NEmbd,
+        MetaKey::NHead,
+        MetaKey::NLayer,
+    ];
     for key in sizes {
         for bad in ["0", "-4", "4.5", "8 ", "", "08", "0x8", "eight", "+8"] {
             let b = meta(&good, key.as_str(), bad);
@@ -470,7 +563,10 @@ fn bad_metadata_values() {
         }
     }
     let cases = [
-        (MetaKey::LayerNormEps, &["-1e-5", "", "1e-5x", "nan", "inf", "1e99", ".1"][..]),
+        (
+            MetaKey::LayerNormEps,
+            &["-1e-5", "", "1e-5x", "nan", "inf", "1e99", ".1"][..],
+        ),
         (MetaKey::TiedEmbeddings, &["yes", "1", "True", ""][..]),
         (MetaKey::Activation, &["gelu", "relu", "GELU_TANH", ""][..]),
     ];
@@ -481,7 +577,10 @@ fn bad_metadata_values() {
         }
     }
     let e = err(&meta(&good, "folio.activation", "relu"));
-    assert_eq!(e.to_string(), "metadata folio.activation must be \"gelu_tanh\"");
+    assert_eq!(
+        e.to_string(),
+        "metadata folio.activation must be \"gelu_tanh\""
+    );
     // Other spellings of valid values.
     load(&meta(&good, "folio.layer_norm_eps", "1E-5")).expect("1E-5");
     load(&meta(&good, "folio.layer_norm_eps", "0.00001")).expect("0.00001");
@@ -490,14 +589,23 @@ fn bad_metadata_values() {
 #[test]
 fn config_does_not_divide() {
     let b = meta(&f32_file(), "folio.n_head", "5");
-    assert_eq!(err(&b), Error::HeadsDoNotDivide { n_embd: 32, n_head: 5 });
+    assert_eq!(
+        err(&b),
+        Error::HeadsDoNotDivide {
+            n_embd: 32,
+            n_head: 5
+        }
+    );
 }
 
 #[test]
 fn config_too_large() {
     let good = f32_file();
     let too_large = |key, max| Error::ConfigTooLarge { key, max };
-    assert_eq!(err(&meta(&good, "folio.n_layer", "17")), too_large(MetaKey::NLayer, 16));
+    assert_eq!(
+        err(&meta(&good, "folio.n_layer", "17")),
+        too_large(MetaKey::NLayer, 16)
+    );
     let b = meta(&good, "folio.vocab_size", "257");
     assert_eq!(err(&b), too_large(MetaKey::VocabSize, 256));
     let b = meta(&good, "folio.block_size", &(1u64 << 33).to_string());
@@ -510,7 +618,11 @@ fn quantised_matrix_with_bad_column_count() {
     // crate (so the data still tiles).
     let mut fx = FixtureSpec::new(Config::ODD, Plan::All(Encoding::F32), 1).build();
     let v = Config::ODD.vocab_size;
-    let wte = fx.tensors.iter_mut().find(|t| t.name == "wte.weight").expect("wte");
+    let wte = fx
+        .tensors
+        .iter_mut()
+        .find(|t| t.name == "wte.weight")
+        .expect("wte");
     *wte = StoredTensor {
         name: "wte.weight".into(),
         dtype: safetensors::Dtype::I8,
@@ -524,7 +636,13 @@ fn quantised_matrix_with_bad_column_count() {
         data: vec![0u8; v * 2],
     });
     let e = err(&fx.to_safetensors());
-    assert_eq!(e, tensor(id(TensorKind::Wte, 0), TensorProblem::QuantCols { cols: 24 }));
+    assert_eq!(
+        e,
+        tensor(
+            id(TensorKind::Wte, 0),
+            TensorProblem::QuantCols { cols: 24 }
+        )
+    );
 }
 
 // ---- vocabulary ---------------------------------------------------------------------------
@@ -532,16 +650,30 @@ fn quantised_matrix_with_bad_column_count() {
 #[test]
 fn vocab_errors() {
     let good = f32_file();
-    let vocab: String = folio_tests::fixture::vocab_for(SMALL.vocab_size).into_iter().collect();
-    let length = |found| Error::VocabLength { expected: 11, found };
+    let vocab: String = folio_tests::fixture::vocab_for(SMALL.vocab_size)
+        .into_iter()
+        .collect();
+    let length = |found| Error::VocabLength {
+        expected: 11,
+        found,
+    };
     assert_eq!(err(&meta(&good, "folio.vocab", &vocab[..10])), length(10));
-    assert_eq!(err(&meta(&good, "folio.vocab", &format!("{vocab}Z"))), length(12));
+    assert_eq!(
+        err(&meta(&good, "folio.vocab", &format!("{vocab}Z"))),
+        length(12)
+    );
     assert_eq!(err(&meta(&good, "folio.vocab", "")), length(0));
     let mut dup: Vec<char> = vocab.chars().collect();
     dup[7] = dup[2];
     let dup: String = dup.into_iter().collect();
     let e = err(&meta(&good, "folio.vocab", &dup));
-    assert_eq!(e, Error::DuplicateVocab { index: 7, ch: dup.chars().nth(2).expect("2") });
+    assert_eq!(
+        e,
+        Error::DuplicateVocab {
+            index: 7,
+            ch: dup.chars().nth(2).expect("2")
+        }
+    );
 }
 
 #[test]
@@ -562,7 +694,11 @@ fn any_character_is_a_token_nul_included() {
 /// `bytes` with the tensor `name` renamed to a name folio ignores (the data still tiles).
 fn rename(bytes: &[u8], name: &str) -> Vec<u8> {
     edit_header(bytes, |h| {
-        let i = h.members.iter().position(|(k, _)| k == name).expect("present");
+        let i = h
+            .members
+            .iter()
+            .position(|(k, _)| k == name)
+            .expect("present");
         h.members[i].0 = format!("{name}.old");
     })
 }
@@ -578,7 +714,10 @@ fn missing_tensor() {
     }
     // wte's `_scale` is still there: a scale whose weight is missing.
     let e = err(&rename(&good, "wte.weight"));
-    assert_eq!(e, tensor(id(TensorKind::Wte, 0), TensorProblem::ScaleWithoutWeight));
+    assert_eq!(
+        e,
+        tensor(id(TensorKind::Wte, 0), TensorProblem::ScaleWithoutWeight)
+    );
     // A layer beyond the stored ones.
     let e = err(&meta(&good, "folio.n_layer", "2"));
     assert!(
@@ -596,14 +735,21 @@ fn wrong_dtype() {
     let dtype = |kind, d| tensor(id(kind, 0), TensorProblem::Dtype { dtype: d });
     let b = edit_header(&good, |h| h["h.0.ln_1.weight"]["dtype"] = json!("I32"));
     assert_eq!(err(&b), dtype(TensorKind::Ln1Weight, Dtype::I32));
-    let b = edit_header(&good, |h| h["h.0.attn.c_proj.weight"]["dtype"] = json!("U32"));
+    let b = edit_header(&good, |h| {
+        h["h.0.attn.c_proj.weight"]["dtype"] = json!("U32")
+    });
     assert_eq!(err(&b), dtype(TensorKind::AttnProjWeight, Dtype::U32));
     let f16 = file(Plan::All(Encoding::F16));
     let b = edit_header(&f16, |h| h["wpe.weight"]["dtype"] = json!("BF16"));
     assert_eq!(err(&b), dtype(TensorKind::Wpe, Dtype::BF16));
     // A q8_0 scale stored as I16 (same size as F16).
-    let b = edit_header(&q8_file(), |h| h["h.0.mlp.c_fc.weight_scale"]["dtype"] = json!("I16"));
-    let e = tensor(scale_id(TensorKind::FcWeight, 0), TensorProblem::Dtype { dtype: Dtype::I16 });
+    let b = edit_header(&q8_file(), |h| {
+        h["h.0.mlp.c_fc.weight_scale"]["dtype"] = json!("I16")
+    });
+    let e = tensor(
+        scale_id(TensorKind::FcWeight, 0),
+        TensorProblem::Dtype { dtype: Dtype::I16 },
+    );
     assert_eq!(err(&b), e);
     // A 1-D tensor stored as I8 (with a matching byte count).
     let b = edit_header(&good, |h| {
@@ -621,17 +767,34 @@ fn wrong_shape() {
     let cases = [
         ("wte.weight", json!([c, v]), id(TensorKind::Wte, 0)),
         ("ln_f.weight", json!([1, c]), id(TensorKind::LnFWeight, 0)),
-        ("h.0.attn.c_attn.weight", json!([c, 3 * c]), id(TensorKind::AttnWeight, 0)),
-        ("h.0.mlp.c_proj.weight", json!([4 * c, c]), id(TensorKind::MlpProjWeight, 0)),
-        ("wpe.weight", json!([SMALL.block_size * c]), id(TensorKind::Wpe, 0)),
+        (
+            "h.0.attn.c_attn.weight",
+            json!([c, 3 * c]),
+            id(TensorKind::AttnWeight, 0),
+        ),
+        (
+            "h.0.mlp.c_proj.weight",
+            json!([4 * c, c]),
+            id(TensorKind::MlpProjWeight, 0),
+        ),
+        (
+            "wpe.weight",
+            json!([SMALL.block_size * c]),
+            id(TensorKind::Wpe, 0),
+        ),
     ];
     for (name, shape, tid) in cases {
         let b = edit_header(&good, |h| h[name]["shape"] = shape.clone());
         assert_eq!(err(&b), tensor(tid, TensorProblem::Shape), "{name} {shape}");
     }
     // A q8_0 scale of the wrong shape (same byte count).
-    let b = edit_header(&q8_file(), |h| h["h.0.attn.c_proj.weight_scale"]["shape"] = json!([1, c]));
-    let e = tensor(scale_id(TensorKind::AttnProjWeight, 0), TensorProblem::Shape);
+    let b = edit_header(&q8_file(), |h| {
+        h["h.0.attn.c_proj.weight_scale"]["shape"] = json!([1, c])
+    });
+    let e = tensor(
+        scale_id(TensorKind::AttnProjWeight, 0),
+        TensorProblem::Shape,
+    );
     assert_eq!(err(&b), e);
 }
 
@@ -644,15 +807,23 @@ fn scale_without_weight_and_weight_without_scale() {
         h["h.0.attn.c_proj.weight_scale"] =
             json!({"dtype": "F16", "shape": [SMALL.n_embd, 1], "data_offsets": [start, start + n]});
     });
-    let e = tensor(id(TensorKind::AttnProjWeight, 0), TensorProblem::ScaleWithoutWeight);
+    let e = tensor(
+        id(TensorKind::AttnProjWeight, 0),
+        TensorProblem::ScaleWithoutWeight,
+    );
     assert_eq!(err(&b), e);
     // Quantised weights whose scale is gone (renamed, so the data still tiles).
-    for (bytes, kind) in
-        [(q8_file(), TensorKind::FcWeight), (file(Plan::All(Encoding::Q4_0)), TensorKind::Wpe)]
-    {
+    for (bytes, kind) in [
+        (q8_file(), TensorKind::FcWeight),
+        (file(Plan::All(Encoding::Q4_0)), TensorKind::Wpe),
+    ] {
         let tid = id(kind, 0);
         let b = rename(&bytes, &format!("{tid}_scale"));
-        assert_eq!(err(&b), tensor(tid, TensorProblem::WeightWithoutScale), "{tid}");
+        assert_eq!(
+            err(&b),
+            tensor(tid, TensorProblem::WeightWithoutScale),
+            "{tid}"
+        );
     }
 }
 
@@ -666,11 +837,17 @@ fn token_position_and_text_errors() {
     let mut s = model.session(&mut mem).expect("session");
     assert_eq!(
         s.forward(11, 0).map(|_| ()).unwrap_err(),
-        Error::TokenOutOfRange { token: 11, vocab_size: 11 }
+        Error::TokenOutOfRange {
+            token: 11,
+            vocab_size: 11
+        }
     );
     assert_eq!(
         s.forward(0, 8).map(|_| ()).unwrap_err(),
-        Error::PositionOutOfRange { pos: 8, block_size: 8 }
+        Error::PositionOutOfRange {
+            pos: 8,
+            block_size: 8
+        }
     );
     let mut out = [0u32; 16];
     assert_eq!(
@@ -704,12 +881,20 @@ fn same_tensors_as_safetensors_crate() {
             let (_, meta) = SafeTensors::read_metadata(&bytes).expect("safetensors reads it");
             let want = meta.tensors();
             // The data order is the header order.
-            let names: Vec<String> = model.header().tensors().map(|t| t.name().collect()).collect();
+            let names: Vec<String> = model
+                .header()
+                .tensors()
+                .map(|t| t.name().collect())
+                .collect();
             assert_eq!(names, meta.offset_keys(), "{label}");
             for t in model.header().tensors() {
                 let name: String = t.name().collect();
                 let info = &want[&name];
-                assert_eq!(t.dtype.as_str(), format!("{:?}", info.dtype), "{label}: {name}");
+                assert_eq!(
+                    t.dtype.as_str(),
+                    format!("{:?}", info.dtype),
+                    "{label}: {name}"
+                );
                 let shape: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
                 assert_eq!(t.shape(), &shape[..], "{label}: {name}");
                 let offsets = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
@@ -719,7 +904,10 @@ fn same_tensors_as_safetensors_crate() {
             // The metadata values decode to what safetensors reads.
             let m = meta.metadata().as_ref().expect("metadata");
             for (key, value) in m {
-                let raw = model.header().metadata(key).unwrap_or_else(|| panic!("{label}: {key}"));
+                let raw = model
+                    .header()
+                    .metadata(key)
+                    .unwrap_or_else(|| panic!("{label}: {key}"));
                 let decoded: String = folio_runtime::unescape(raw).collect();
                 assert_eq!(&decoded, value, "{label}: {key}");
             }
@@ -741,22 +929,42 @@ fn same_verdict_as_safetensors_on_structural_breakage() {
         ("length prefix only", good[..8].to_vec()),
         ("header cut", good[..n / 4].to_vec()),
         ("data cut", good[..n - 1].to_vec()),
-        ("huge header length", [&u64::MAX.to_le_bytes()[..], &good[8..]].concat()),
+        (
+            "huge header length",
+            [&u64::MAX.to_le_bytes()[..], &good[8..]].concat(),
+        ),
         ("not json", raw_file("{{{", &h.data)),
         ("not an object", raw_file("[1]", &h.data)),
-        ("bad dtype", edit_header(&good, |h| h["ln_f.bias"]["dtype"] = json!("Q8"))),
+        (
+            "bad dtype",
+            edit_header(&good, |h| h["ln_f.bias"]["dtype"] = json!("Q8")),
+        ),
         (
             "end past data",
-            edit_header(&good, |h| h["ln_f.bias"]["data_offsets"] = json!([b0, e0 + 4])),
+            edit_header(&good, |h| {
+                h["ln_f.bias"]["data_offsets"] = json!([b0, e0 + 4])
+            }),
         ),
         (
             "begin after end",
             edit_header(&good, |h| h["ln_f.bias"]["data_offsets"] = json!([e0, b0])),
         ),
-        ("shape too small", edit_header(&good, |h| h["ln_f.bias"]["shape"] = json!([1]))),
-        ("shape overflow", edit_header(&good, |h| h["ln_f.bias"]["shape"] = json!([u64::MAX, 2]))),
-        ("overlap", edit_header(&good, |h| h["ln_f.bias"]["data_offsets"] = json!([0, 128]))),
-        ("metadata not strings", set_meta(&good, "folio.vocab", Some(json!(["a"])))),
+        (
+            "shape too small",
+            edit_header(&good, |h| h["ln_f.bias"]["shape"] = json!([1])),
+        ),
+        (
+            "shape overflow",
+            edit_header(&good, |h| h["ln_f.bias"]["shape"] = json!([u64::MAX, 2])),
+        ),
+        (
+            "overlap",
+            edit_header(&good, |h| h["ln_f.bias"]["data_offsets"] = json!([0, 128])),
+        ),
+        (
+            "metadata not strings",
+            set_meta(&good, "folio.vocab", Some(json!(["a"]))),
+        ),
         ("trailing bytes", [&good[..], &[0u8; 8]].concat()),
         (
             "gap",
@@ -769,7 +977,10 @@ fn same_verdict_as_safetensors_on_structural_breakage() {
         ),
     ];
     let mut utf8 = good.clone();
-    let i = utf8.windows(9).position(|w| w == b"ln_f.bias").expect("name");
+    let i = utf8
+        .windows(9)
+        .position(|w| w == b"ln_f.bias")
+        .expect("name");
     utf8[i] = 0xC0;
     cases.push(("not utf-8", utf8));
     for (label, b) in &cases {
@@ -857,8 +1068,9 @@ fn mutate(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
         }
         6 => {
             let i = in_header(rng);
-            let c = [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'-', b'e', b'9', 0xFF, 0x80]
-                [rng.below(13)];
+            let c = [
+                b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'-', b'e', b'9', 0xFF, 0x80,
+            ][rng.below(13)];
             b.insert(i, c);
             if rng.below(2) == 0 {
                 b[..8].copy_from_slice(&(n as u64).wrapping_add(1).to_le_bytes());
@@ -868,7 +1080,9 @@ fn mutate(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
         7 => {
             let v = match rng.below(3) {
                 0 => rng.next_u64(),
-                1 => (n as u64).wrapping_add(rng.below(16) as u64).wrapping_sub(8),
+                1 => (n as u64)
+                    .wrapping_add(rng.below(16) as u64)
+                    .wrapping_sub(8),
                 _ => rng.below(b.len() + 8) as u64,
             };
             b[..8].copy_from_slice(&v.to_le_bytes());
@@ -902,7 +1116,9 @@ fn mutation_run(base: &[u8], seed: u64, count: usize) -> (usize, usize) {
             let ok = match loaded {
                 Ok(model) => {
                     let mut mem = vec![0u8; model.session_bytes()];
-                    let mut s = model.session(&mut mem).expect("session of an accepted model");
+                    let mut s = model
+                        .session(&mut mem)
+                        .expect("session of an accepted model");
                     let v = model.config().vocab_size as u32;
                     s.forward(1 % v, 0).expect("forward");
                     if model.config().block_size > 1 {
@@ -928,14 +1144,25 @@ fn random_mutations_never_panic() {
     let mixed = FixtureSpec::new(SMALL, Plan::Mixed, 3).build();
     let runs = [
         ("safetensors writer, mixed", mixed.to_safetensors(), 11u64),
-        ("handwritten writer, mixed", handwritten::write(&mixed, &Layout::scrambled(5)), 12),
-        ("safetensors writer, q4_0", file(Plan::All(Encoding::Q4_0)), 13),
+        (
+            "handwritten writer, mixed",
+            handwritten::write(&mixed, &Layout::scrambled(5)),
+            12,
+        ),
+        (
+            "safetensors writer, q4_0",
+            file(Plan::All(Encoding::Q4_0)),
+            13,
+        ),
     ];
     let mut total = 0;
     for (label, base, seed) in runs {
         let (acc, rej) = mutation_run(&base, seed, 2000);
         eprintln!("mutations of {label}: {acc} accepted, {rej} rejected");
-        assert!(rej > 1000, "{label}: most mutations should be rejected ({rej})");
+        assert!(
+            rej > 1000,
+            "{label}: most mutations should be rejected ({rej})"
+        );
         assert!(
             acc > 10,
             "{label}: some mutations (data bytes, ignored spans) should load ({acc})"

@@ -9,7 +9,11 @@ use folio_tests::AlignedBytes;
 const SMALL: Config = Config::new(8, 32, 4, 2).vocab(29);
 
 fn small(config: Config, enc: Encoding) -> AlignedBytes {
-    AlignedBytes::new(&FixtureSpec::new(config, Plan::All(enc), 4).std(0.3).to_bytes())
+    AlignedBytes::new(
+        &FixtureSpec::new(config, Plan::All(enc), 4)
+            .std(0.3)
+            .to_bytes(),
+    )
 }
 
 fn logits_all(model: &Model<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
@@ -41,9 +45,16 @@ fn loads_every_encoding_and_runs() {
 fn encodings_agree_with_f32() {
     let tokens = [3, 1, 4, 1, 5, 9, 2, 6];
     let reference = small(SMALL, Encoding::F32);
-    let reference = logits_all(&Model::from_bytes(reference.bytes()).expect("load"), &tokens);
+    let reference = logits_all(
+        &Model::from_bytes(reference.bytes()).expect("load"),
+        &tokens,
+    );
     let scale = reference.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
-    for (enc, tol) in [(Encoding::F16, 0.01), (Encoding::Q8_0, 0.05), (Encoding::Q4_0, 0.5)] {
+    for (enc, tol) in [
+        (Encoding::F16, 0.01),
+        (Encoding::Q8_0, 0.05),
+        (Encoding::Q4_0, 0.5),
+    ] {
         let file = small(SMALL, enc);
         let got = logits_all(&Model::from_bytes(file.bytes()).expect("load"), &tokens);
         let err = got
@@ -64,9 +75,21 @@ fn session_bytes_is_exact_at_any_alignment() {
     let need = model.session_bytes();
     let mut mem = vec![0u8; need + 8];
     for skew in 0..4 {
-        assert!(model.session(&mut mem[skew..skew + need]).is_ok(), "skew {skew}");
-        let e = model.session(&mut mem[skew..skew + need - 1]).map(|_| ()).unwrap_err();
-        assert_eq!(e, Error::SessionTooSmall { needed: need, got: need - 1 });
+        assert!(
+            model.session(&mut mem[skew..skew + need]).is_ok(),
+            "skew {skew}"
+        );
+        let e = model
+            .session(&mut mem[skew..skew + need - 1])
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::SessionTooSmall {
+                needed: need,
+                got: need - 1
+            }
+        );
     }
     // The documented layout: 3 + 4 (11C + T + 2V + 4C / 32) + 4 (V + T)
     // + 2 (L * 2 * T * C) + 4C.
@@ -93,7 +116,11 @@ fn metadata_and_tensor_table() {
     assert_eq!(model.header().tensor_count, (2 + 4 * 2) * 2 + 8 * 2 + 2);
     let total: u64 = model.header().tensors().map(|t| t.bytes()).sum();
     assert_eq!(total as usize, model.weight_bytes());
-    let used = model.header().tensors().filter(|t| model.tensor_id(t).is_some()).count();
+    let used = model
+        .header()
+        .tensors()
+        .filter(|t| model.tensor_id(t).is_some())
+        .count();
     assert_eq!(used, model.header().tensor_count);
 }
 
@@ -114,7 +141,11 @@ fn prefill_has_the_bits_of_token_by_token_forward() {
             let got = s.prefill(&tokens, 0).expect("prefill").to_vec();
             assert_eq!(bits(&got), bits(&one_by_one[12]), "{enc:?} chunk {chunk}");
             let got = s.prefill(&tokens[5..], 5).expect("prefill at 5").to_vec();
-            assert_eq!(bits(&got), bits(&one_by_one[12]), "{enc:?} chunk {chunk} at 5");
+            assert_eq!(
+                bits(&got),
+                bits(&one_by_one[12]),
+                "{enc:?} chunk {chunk} at 5"
+            );
             // The KV cache it left is the same: the next token sees the same context.
             let next = s.forward(4, 13).expect("forward").to_vec();
             let mut all = tokens.clone();
@@ -132,9 +163,21 @@ fn prefill_checks_its_range_first() {
     let mut s = model.session(&mut mem).expect("session");
     assert_eq!(s.prefill(&[], 0).unwrap_err(), Error::EmptyPrompt);
     let err = s.prefill(&[1; 5], 12).unwrap_err();
-    assert_eq!(err, Error::PositionOutOfRange { pos: 16, block_size: 16 });
+    assert_eq!(
+        err,
+        Error::PositionOutOfRange {
+            pos: 16,
+            block_size: 16
+        }
+    );
     let err = s.prefill(&[1, 29], 0).unwrap_err();
-    assert_eq!(err, Error::TokenOutOfRange { token: 29, vocab_size: 29 });
+    assert_eq!(
+        err,
+        Error::TokenOutOfRange {
+            token: 29,
+            vocab_size: 29
+        }
+    );
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {

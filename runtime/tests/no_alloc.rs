@@ -60,7 +60,10 @@ fn generate(file: &[u8], mode: ContextMode, cfg: SamplerConfig, n: usize) -> (u6
 
     let before = allocs();
     let mut g = Generator::with_mode(session, sampler, mode);
-    let np = model.tokenizer().encode("the ", &mut prompt).expect("encode");
+    let np = model
+        .tokenizer()
+        .encode("the ", &mut prompt)
+        .expect("encode");
     g.prompt(&prompt[..np]).expect("prompt");
     for (o, ch) in out.iter_mut().zip(text.iter_mut()) {
         *o = g.next().expect("next");
@@ -79,15 +82,33 @@ fn the_counter_counts() {
     let mid = allocs();
     let mut w = vec![1u8];
     w.extend_from_slice(&[0; 1000]);
-    assert!(allocs() >= mid + 2, "allocation and growth are both counted");
+    assert!(
+        allocs() >= mid + 2,
+        "allocation and growth are both counted"
+    );
 }
 
 #[test]
 fn token_loop_allocates_nothing() {
-    let sampled = SamplerConfig { temperature: 0.9, top_k: 5, top_p: 0.9, seed: 42 };
-    let plain = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 7 };
+    let sampled = SamplerConfig {
+        temperature: 0.9,
+        top_k: 5,
+        top_p: 0.9,
+        seed: 42,
+    };
+    let plain = SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 7,
+    };
     let cases = [
-        (FixtureSpec::new(Config::TINY[0], Plan::Mixed, 1), ContextMode::Shift, sampled, 150),
+        (
+            FixtureSpec::new(Config::TINY[0], Plan::Mixed, 1),
+            ContextMode::Shift,
+            sampled,
+            150,
+        ),
         (
             FixtureSpec::new(Config::TINY[1], Plan::All(Encoding::Q4_0), 2),
             ContextMode::Shift,
@@ -109,7 +130,10 @@ fn token_loop_allocates_nothing() {
     ];
     for (spec, mode, cfg, n) in cases {
         let file = AlignedBytes::new(&spec.to_bytes());
-        assert!(n > 2 * spec.config.block_size, "the run must pass the context window");
+        assert!(
+            n > 2 * spec.config.block_size,
+            "the run must pass the context window"
+        );
         let (used, tokens) = generate(file.bytes(), mode, cfg, n);
         assert_eq!(tokens.len(), n);
         assert_eq!(

@@ -53,7 +53,11 @@ fn check(
     let n = positions.min(spec.config.block_size);
     let tokens = token_sequence(n, spec.config.vocab_size, spec.seed ^ 0x55);
     let want = reference.logits(&tokens, Options::FORMAT);
-    let exact = if exact_column { Some(reference.logits(&tokens, Options::EXACT)) } else { None };
+    let exact = if exact_column {
+        Some(reference.logits(&tokens, Options::EXACT))
+    } else {
+        None
+    };
 
     let aligned = AlignedBytes::new(&file);
     let got = runtime_logits(aligned.bytes(), &tokens)
@@ -120,7 +124,12 @@ fn tiny_shapes_every_encoding_both_writers() {
 fn larger_weights_make_attention_peaky() {
     // std 0.3: attention far from uniform, logits spread; a masking or scaling bug shows.
     for plan in Plan::ALL {
-        check(FixtureSpec::new(Config::TINY[1], plan, 77).std(0.3), 16, &[], true);
+        check(
+            FixtureSpec::new(Config::TINY[1], plan, 77).std(0.3),
+            16,
+            &[],
+            true,
+        );
     }
 }
 
@@ -130,7 +139,9 @@ fn odd_width_shape_float_encodings() {
     for plan in [Plan::All(Encoding::F32), Plan::All(Encoding::F16)] {
         for vectors in [Vectors::F32, Vectors::F16, Vectors::Alternate] {
             check(
-                FixtureSpec::new(Config::ODD, plan, 4).vectors(vectors).std(0.05),
+                FixtureSpec::new(Config::ODD, plan, 4)
+                    .vectors(vectors)
+                    .std(0.05),
                 6,
                 &layouts,
                 true,
@@ -144,7 +155,9 @@ fn vector_dtypes_independent_of_matrix_encoding() {
     for plan in Plan::ALL {
         for vectors in [Vectors::F32, Vectors::F16, Vectors::Alternate] {
             check(
-                FixtureSpec::new(Config::TINY[0], plan, 21).vectors(vectors).std(0.05),
+                FixtureSpec::new(Config::TINY[0], plan, 21)
+                    .vectors(vectors)
+                    .std(0.05),
                 8,
                 &[],
                 false,
@@ -157,7 +170,12 @@ fn vector_dtypes_independent_of_matrix_encoding() {
 fn lab_shape_4_64_4_3() {
     let layouts = Layout::variants();
     for (j, plan) in Plan::ALL.into_iter().enumerate() {
-        check(FixtureSpec::new(Config::LAB[0], plan, 100 + j as u64), 4, &layouts, true);
+        check(
+            FixtureSpec::new(Config::LAB[0], plan, 100 + j as u64),
+            4,
+            &layouts,
+            true,
+        );
     }
 }
 

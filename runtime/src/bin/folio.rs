@@ -37,7 +37,11 @@ use std::time::Instant;
 const MAX_GENERATE: usize = 1_000_000;
 
 #[derive(Parser)]
-#[command(name = "folio", version, about = "Run folio character-level GPT models")]
+#[command(
+    name = "folio",
+    version,
+    about = "Run folio character-level GPT models"
+)]
 struct Cli {
     /// Read the model file into memory instead of memory-mapping it (for a file that may
     /// change or be truncated while folio runs: a mapped file must not).
@@ -155,7 +159,10 @@ fn main() -> ExitCode {
             return fail(&cli::clap_line(&e), 2);
         }
     };
-    let opts = Opts { no_mmap: cli.no_mmap, max_memory: cli.max_memory };
+    let opts = Opts {
+        no_mmap: cli.no_mmap,
+        max_memory: cli.max_memory,
+    };
     match run(cli.command, &opts, &mut out).and_then(|()| Ok(out.flush()?)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}"), 1),
@@ -179,7 +186,10 @@ impl Stdout {
         if !stdout_open_at_start() {
             return Err(closed());
         }
-        let fd = io::stdout().as_fd().try_clone_to_owned().map_err(|_| closed())?;
+        let fd = io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|_| closed())?;
         Ok(Stdout(BufWriter::new(File::from(fd))))
     }
 }
@@ -238,7 +248,10 @@ struct Budget {
 
 impl Budget {
     fn new(opts: &Opts) -> Self {
-        Budget { max: opts.max_memory, left: opts.max_memory }
+        Budget {
+            max: opts.max_memory,
+            left: opts.max_memory,
+        }
     }
 
     /// Take `bytes` for `what`, or fail with the sizes before anything is allocated.
@@ -284,15 +297,33 @@ fn zeroed(n: usize) -> Result<Vec<u8>> {
 
 fn run(command: Command, opts: &Opts, out: &mut Stdout) -> Result<()> {
     match command {
-        Command::Generate { model, prompt, n, temperature, top_k, top_p, seed, exact } => {
-            let mode = if exact { ContextMode::Exact } else { ContextMode::Shift };
+        Command::Generate {
+            model,
+            prompt,
+            n,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            exact,
+        } => {
+            let mode = if exact {
+                ContextMode::Exact
+            } else {
+                ContextMode::Shift
+            };
             generate(
                 opts,
                 out,
                 &model,
                 prompt.as_deref(),
                 n,
-                SamplerConfig { temperature, top_k, top_p, seed },
+                SamplerConfig {
+                    temperature,
+                    top_k,
+                    top_p,
+                    seed,
+                },
                 mode,
             )
         }
@@ -317,8 +348,11 @@ fn open(path: &str, opts: &Opts, budget: &mut Budget) -> Result<MappedModel> {
         MappedModel::open(path).map_err(|e| anyhow!(e))
     };
     let file = file.with_context(|| format!("cannot open {path}"))?;
-    budget.left =
-        budget.left.saturating_sub(if file.is_mapped() { 0 } else { file.bytes().len() as u64 });
+    budget.left = budget.left.saturating_sub(if file.is_mapped() {
+        0
+    } else {
+        file.bytes().len() as u64
+    });
     Ok(file)
 }
 
@@ -344,7 +378,8 @@ fn session_memory(model: &Model<'_>, budget: &mut Budget) -> Result<Vec<u8>> {
 }
 
 fn load<'m>(path: &str, map: &'m MappedModel) -> Result<Model<'m>> {
-    map.model().with_context(|| format!("{path} is not a valid folio model"))
+    map.model()
+        .with_context(|| format!("{path} is not a valid folio model"))
 }
 
 fn encode(model: &Model<'_>, what: &str, text: &str) -> Result<Vec<u32>> {
@@ -488,7 +523,10 @@ fn bench(opts: &Opts, out: &mut Stdout, path: &str, n: Option<usize>, json: bool
         );
     }
     // The token list and the latencies: n u32 + n f64, counted with the session.
-    budget.take(12 * n as u64, format_args!("-n {n} (the bench's token list and latencies)"))?;
+    budget.take(
+        12 * n as u64,
+        format_args!("-n {n} (the bench's token list and latencies)"),
+    )?;
     let mut mem = session_memory(&model, &mut budget)?;
     let tokens: Vec<u32> = (0..n).map(|i| (i % cfg.vocab_size) as u32).collect();
     // Warm-up, then prompt processing: the n tokens as one prompt (prefill in chunks).
@@ -545,8 +583,18 @@ fn info(opts: &Opts, out: &mut Stdout, path: &str) -> Result<()> {
     let map = open(path, opts, &mut budget)?;
     let model = load(path, &map)?;
     let c = model.config();
-    let meta = |k: &str| model.header().metadata(k).map(|raw| printable(unescape(raw)));
-    writeln!(out, "file: {} ({} bytes)", printable(path.chars()), map.bytes().len())?;
+    let meta = |k: &str| {
+        model
+            .header()
+            .metadata(k)
+            .map(|raw| printable(unescape(raw)))
+    };
+    writeln!(
+        out,
+        "file: {} ({} bytes)",
+        printable(path.chars()),
+        map.bytes().len()
+    )?;
     writeln!(
         out,
         "format: {}, dtype label: {}",
@@ -617,7 +665,11 @@ fn info(opts: &Opts, out: &mut Stdout, path: &str) -> Result<()> {
 /// The number of NaN or infinite values in the weights the forward pass reads (quantised
 /// matrices: in their scales; the codes are integers), and the first tensor holding one.
 fn non_finite(w: &Weights<'_>) -> Option<(u64, TensorId)> {
-    let id = |kind, layer: usize, scale| TensorId { kind, layer: layer as u8, scale };
+    let id = |kind, layer: usize, scale| TensorId {
+        kind,
+        layer: layer as u8,
+        scale,
+    };
     let mut found: Option<(u64, TensorId)> = None;
     let mut note = |n: u64, at: TensorId| {
         if n > 0 {
