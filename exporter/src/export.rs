@@ -433,6 +433,8 @@ pub struct RunPaths {
     pub checkpoint: PathBuf,
     /// The evaluation log, `BASE.log.jsonl`.
     pub log: PathBuf,
+    /// The finished run's `folio.train` metadata as a file, `BASE.train.json`.
+    pub train_json: PathBuf,
 }
 
 impl RunPaths {
@@ -445,6 +447,7 @@ impl RunPaths {
             master: PathBuf::from(format!("{base}.f32.safetensors")),
             checkpoint: PathBuf::from(format!("{base}.ckpt.safetensors")),
             log: PathBuf::from(format!("{base}.log.jsonl")),
+            train_json: PathBuf::from(format!("{base}.train.json")),
         }
     }
 }

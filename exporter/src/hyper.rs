@@ -49,6 +49,52 @@ pub struct Hyper {
     pub eval_iters: usize,
     /// Seed of the initialisation, the batch generator and dropout.
     pub seed: u64,
+    /// The model's variant: nanoGPT's (the default, the only one the runtime runs) or one of
+    /// the lab's training-only ablations.
+    #[serde(default, flatten)]
+    pub variant: Variant,
+}
+
+/// How attention and positions are computed. The runtime runs only the default; the others
+/// answer the lab's analysis questions and are trained but never exported.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// Divide attention logits by sqrt(head size) (nanoGPT). `false` is the ablation.
+    #[serde(default = "yes")]
+    pub attn_scale: bool,
+    /// Concatenate the positional embedding instead of adding it: tokens get the first
+    /// `n_embd - n_embd / 4` residual dimensions and positions the last `n_embd / 4`.
+    #[serde(default)]
+    pub concat_pos: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Self {
+            attn_scale: true,
+            concat_pos: false,
+        }
+    }
+}
+
+impl Variant {
+    /// Whether the runtime can run this model (and the exporter writes it).
+    pub fn exportable(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Residual dimensions that carry the position when concatenated (0 when added).
+    pub fn pos_dims(&self, n_embd: usize) -> usize {
+        if self.concat_pos {
+            n_embd / 4
+        } else {
+            0
+        }
+    }
 }
 
 impl Hyper {
@@ -78,6 +124,7 @@ impl Hyper {
             eval_interval: 250,
             eval_iters: 50,
             seed: 1337,
+            variant: Variant::default(),
         };
         let lab = |b, t, c, h, l, dropout, eval_iters| Self {
             batch_size: b,

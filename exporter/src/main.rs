@@ -92,6 +92,10 @@ struct TrainArgs {
     /// Stop after this many steps, leaving the checkpoint (as if killed; for tests).
     #[arg(long, hide = true)]
     stop_after: Option<usize>,
+    /// At every evaluation, log what the attention softmax sees on a fixed val batch (logit
+    /// variance, entropy, largest probability, gradient norm at the logits).
+    #[arg(long)]
+    probe_attention: bool,
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
@@ -141,6 +145,14 @@ struct HyperArgs {
     eval_iters: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Divide attention logits by sqrt(head size) (true, nanoGPT); false trains the lab's
+    /// ablation, which is not exported (the runtime always scales).
+    #[arg(long)]
+    attn_scale: Option<bool>,
+    /// Concatenate positions (the last n_embd/4 residual dimensions) instead of adding them:
+    /// the lab's ablation, trained but not exported.
+    #[arg(long)]
+    concat_pos: Option<bool>,
 }
 
 impl HyperArgs {
@@ -163,6 +175,12 @@ impl HyperArgs {
             min_lr,
             warmup_iters
         );
+        if let Some(v) = self.attn_scale {
+            h.variant.attn_scale = v;
+        }
+        if let Some(v) = self.concat_pos {
+            h.variant.concat_pos = v;
+        }
         set!(
             lr_decay_iters,
             weight_decay,
@@ -202,6 +220,13 @@ struct ConvertArgs {
 }
 
 fn main() -> ExitCode {
+    // libtorch's OpenMP threads spin while they wait by default; on shared cores that burns
+    // the time the other thread needs (TOOLCHAIN.md measured it). Read once, at the first
+    // parallel region: set here, before any tch call and while no other thread exists; an
+    // explicit setting wins.
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        std::env::set_var("OMP_WAIT_POLICY", "passive");
+    }
     // libtorch reports some failures (shapes, device memory) by panicking: keep those on one
     // line too, with where they came from.
     std::panic::set_hook(Box::new(|info| {
@@ -300,7 +325,13 @@ fn run_train(a: TrainArgs) -> Result<()> {
     set_threads(a.common.threads)?;
     let device = resolve_device(&a.device)?;
     let paths = RunPaths::new(&a.out);
-    validate::out_paths(&[&paths.out, &paths.master, &paths.checkpoint, &paths.log])?;
+    validate::out_paths(&[
+        &paths.out,
+        &paths.master,
+        &paths.checkpoint,
+        &paths.log,
+        &paths.train_json,
+    ])?;
     let requested = a
         .hyper
         .apply(Hyper::preset(a.preset.as_deref().unwrap_or("edge"))?);
@@ -336,6 +367,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         log: &paths.log,
         resume: a.resume,
         stop_after: a.stop_after,
+        probe: a.probe_attention,
     };
     let done = train::train(&data, &opts)?;
     let h = done.hyper.clone();
@@ -371,6 +403,23 @@ fn run_train(a: TrainArgs) -> Result<()> {
     });
     if let (Value::Object(m), Value::Object(e)) = (&mut train_meta, extra) {
         m.extend(e);
+    }
+    export::write_atomic(
+        &paths.train_json,
+        serde_json::to_string_pretty(&train_meta)?.as_bytes(),
+    )?;
+    if !h.variant.exportable() {
+        note!(
+            "trained {} steps: train {:.4}, val {:.4}; a training-only variant ({:?}), so no model file: wrote {}, {} and {}",
+            p.step,
+            p.train_loss,
+            p.val_loss,
+            h.variant,
+            paths.log.display(),
+            paths.train_json.display(),
+            paths.checkpoint.display()
+        );
+        return Ok(());
     }
     let master = Master {
         cfg: done.model.cfg,

@@ -4,7 +4,7 @@
 use crate::checkpoint::{self, Checkpoint, Progress};
 use crate::data::{Dataset, Rng, Split};
 use crate::hyper::Hyper;
-use crate::model::{Gpt, Mode};
+use crate::model::{AttnProbe, Gpt, Mode};
 use crate::optim::AdamW;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 use tch::{nn, Device};
+
+/// Mixed into the run's seed for the attention probe's batch.
+const PROBE_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// nanoGPT's `estimate_loss`: mean loss over `eval_iters` batches of each split, in
 /// evaluation mode (no dropout), drawn from a generator seeded by the step so a resumed
@@ -49,8 +52,16 @@ pub struct LogLine {
     pub lr: f64,
     /// Mean seconds per step since the previous evaluation.
     pub step_time: f64,
+    /// Seconds of each step since the previous evaluation, in order (the distribution
+    /// `step_time` is the mean of; empty in logs from before it was recorded).
+    #[serde(default)]
+    pub step_times: Vec<f64>,
     /// Seconds this evaluation took.
     pub eval_time: f64,
+    /// The attention probe on a fixed val batch, when the run asked for it
+    /// (`--probe-attention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttnProbe>,
     /// Training tokens per second since the previous evaluation.
     pub tokens_per_s: f64,
     /// Seconds since the run started (summed over resumed parts).
@@ -83,6 +94,8 @@ pub struct RunOpts<'a> {
     pub resume: bool,
     /// Stop (with a checkpoint written) after this many steps: tests use it to "kill" a run.
     pub stop_after: Option<usize>,
+    /// Probe the attention ([`Gpt::probe`]) at every evaluation.
+    pub probe: bool,
 }
 
 /// Trains (or resumes) a run to `max_iters`, evaluating, logging and checkpointing every
@@ -106,7 +119,7 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
         let h = ck.hyper.clone();
         let cfg = h.model_config(data.vocab.len())?;
         let vs = nn::VarStore::new(opts.device);
-        let model = Gpt::new(&vs.root(), &cfg);
+        let model = Gpt::with_variant(&vs.root(), &cfg, h.variant);
         let mut opt = AdamW::new(&vs);
         ck.restore(&mut opt)?;
         truncate_log(opts.log, ck.progress.step)?;
@@ -131,7 +144,7 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
         let cfg = h.model_config(data.vocab.len())?;
         tch::manual_seed(h.seed as i64);
         let vs = nn::VarStore::new(opts.device);
-        let model = Gpt::new(&vs.root(), &cfg);
+        let model = Gpt::with_variant(&vs.root(), &cfg, h.variant);
         let opt = AdamW::new(&vs);
         if opts.log.exists() {
             std::fs::remove_file(opts.log)
@@ -158,8 +171,7 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
         checkpoint::write(opts.checkpoint, vs, opt, &h, progress, rng, &data.sha256)
     };
     let bar = progress_bar(h.max_iters, progress.step);
-    let mut interval_steps = 0usize;
-    let mut interval_time = 0.0f64;
+    let mut interval: Vec<f64> = Vec::new();
     let mut lr = h.lr_at(progress.step);
     let mut loss_val = f64::NAN;
     let skip_eval_at = opts.resume.then_some(progress.step);
@@ -169,14 +181,27 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
             let t0 = Instant::now();
             let (tl, vl) = estimate_loss(&model, data, &h, step, opts.device)?;
             let eval_time = t0.elapsed().as_secs_f64();
+            let attention = if opts.probe {
+                // A fixed batch from its own generator: the run's batches are unchanged.
+                let (x, y) = data.get_batch(
+                    Split::Val,
+                    &mut Rng::new(h.seed ^ PROBE_SEED),
+                    h.batch_size,
+                    h.block_size,
+                    opts.device,
+                )?;
+                Some(model.probe(&x, &y))
+            } else {
+                None
+            };
             progress.eval_seconds += eval_time;
             progress.train_loss = tl;
             progress.val_loss = vl;
             progress.total_seconds = already + started.elapsed().as_secs_f64();
-            let step_time = if interval_steps > 0 {
-                interval_time / interval_steps as f64
-            } else {
+            let step_time = if interval.is_empty() {
                 0.0
+            } else {
+                interval.iter().sum::<f64>() / interval.len() as f64
             };
             let line = LogLine {
                 iter: step,
@@ -184,7 +209,9 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
                 val_loss: vl,
                 lr,
                 step_time,
+                step_times: std::mem::take(&mut interval),
                 eval_time,
+                attention,
                 tokens_per_s: if step_time > 0.0 {
                     (h.batch_size * h.block_size) as f64 / step_time
                 } else {
@@ -203,8 +230,6 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
             } else {
                 bar.println(msg);
             }
-            interval_steps = 0;
-            interval_time = 0.0;
         }
         if step >= h.max_iters {
             break;
@@ -238,12 +263,12 @@ pub fn train(data: &Dataset, opts: &RunOpts<'_>) -> Result<Trained> {
         let dt = t0.elapsed().as_secs_f64();
         progress.train_seconds += dt;
         progress.step += 1;
-        interval_steps += 1;
-        interval_time += dt;
+        interval.push(dt);
         bar.set_position(progress.step as u64);
         bar.set_message(format!(
             "loss {loss_val:.4} {:.0} tok/s",
-            (h.batch_size * h.block_size) as f64 * interval_steps as f64 / interval_time
+            (h.batch_size * h.block_size) as f64 * interval.len() as f64
+                / interval.iter().sum::<f64>()
         ));
     }
     bar.finish_and_clear();

@@ -34,6 +34,7 @@ fn trained(data: &Dataset, h: Hyper, tag: &str) -> (folio_exporter::model::Gpt, 
         log: &log,
         resume: false,
         stop_after: None,
+        probe: false,
     };
     let done = train::train(data, &opts).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -9,6 +9,8 @@
 //! the log, and pictures `wpe.weight`; then writes `README.md` with the table of runs.
 //! Data flow: `run` (files → model, log, samples, latency, wpe) → `words` (accuracy) →
 //! `stats` → `plots` (SVGs) → `readme`.
+#[path = "../report/analysis.rs"]
+mod analysis;
 #[path = "../report/log.rs"]
 mod log;
 #[path = "../report/plots.rs"]
@@ -45,11 +47,27 @@ struct Cli {
     /// Output directory for the SVGs and README.md.
     #[arg(long, default_value = "docs/report")]
     out: PathBuf,
-    /// Samples per run.
-    #[arg(long, default_value_t = 20)]
+    /// A model that is listed but not reported: `NAME=REASON` (e.g. "model3=not trained:
+    /// needs a GPU"). Repeatable.
+    #[arg(long = "absent")]
+    absent: Vec<String>,
+    /// The √d_k ablation: `NAME=LOG` (a `--probe-attention` run's BASE.log.jsonl, its
+    /// BASE.train.json beside it); the first is the baseline. Repeatable.
+    #[arg(long = "scale-run")]
+    scale_runs: Vec<String>,
+    /// The positions ablation (add vs concatenate), as --scale-run; the first is the
+    /// baseline.
+    #[arg(long = "pos-run")]
+    pos_runs: Vec<String>,
+    /// Skip the attention-cost benchmark (it times the f16 attention kernel up to 4096
+    /// positions, about half a minute).
+    #[arg(long)]
+    no_attention_cost: bool,
+    /// Samples per run (the lab: 50 samples of 100 characters).
+    #[arg(long, default_value_t = 50)]
     samples: usize,
     /// Characters per sample.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 100)]
     chars: usize,
     /// Sampling temperature.
     #[arg(long, default_value_t = 0.8)]
@@ -125,6 +143,18 @@ fn main() -> Result<()> {
             })
         })
         .collect();
+    // Per sample, for the distribution (samples with no complete word left out).
+    let shares: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            r.samples
+                .iter()
+                .map(|s| words::tally(&vocab, s, true))
+                .filter(|t| t.total > 0)
+                .map(|t| t.share())
+                .collect()
+        })
+        .collect();
 
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
     let out = |f: &str| cli.out.join(f);
@@ -145,18 +175,43 @@ fn main() -> Result<()> {
         }
     }
 
-    let bars: Vec<(&str, f64)> = runs
+    let acc_runs: Vec<(&str, Vec<f64>)> = runs
         .iter()
-        .zip(&accuracy)
-        .map(|(r, a)| (r.files.name.as_str(), a.share()))
+        .zip(&shares)
+        .map(|(r, a)| (r.files.name.as_str(), a.clone()))
         .collect();
     let refs = [
         ("val text", val_text.share()),
         ("unigram chars", unigram.share()),
     ];
-    plots::word_accuracy(&out("word_accuracy.svg"), &bars, &refs)?;
+    plots::word_accuracy(&out("word_accuracy.svg"), &acc_runs, &refs)?;
     figures.push(("word_accuracy.svg".into(), "Word accuracy".into()));
 
+    let per_sample = format!("Inference: seconds per {}-character sample", gen.chars);
+    plots::time_boxes(
+        &out("inference_time.svg"),
+        &[
+            (
+                per_sample.as_str(),
+                runs.iter()
+                    .map(|r| (r.files.name.as_str(), r.sample_seconds.clone()))
+                    .collect(),
+            ),
+            (
+                "Inference: seconds per token",
+                runs.iter()
+                    .map(|r| (r.files.name.as_str(), r.latency.clone()))
+                    .collect(),
+            ),
+        ],
+    )?;
+    figures.push((
+        "inference_time.svg".into(),
+        format!(
+            "Inference time: {} samples × {} characters per run, and per token",
+            gen.samples, gen.chars
+        ),
+    ));
     let lat: Vec<(&str, &[f64])> = runs
         .iter()
         .map(|r| (r.files.name.as_str(), r.latency.as_slice()))
@@ -169,8 +224,9 @@ fn main() -> Result<()> {
 
     if !logged.is_empty() {
         let with_log = || runs.iter().filter(|r| !r.log.is_empty());
+        let per_step = with_log().all(|r| log::step_times(&r.log).1);
         let steps = with_log()
-            .map(|r| (r.files.name.as_str(), log::step_times(&r.log)))
+            .map(|r| (r.files.name.as_str(), log::step_times(&r.log).0))
             .collect();
         let evals = with_log()
             .map(|r| {
@@ -180,14 +236,27 @@ fn main() -> Result<()> {
                 )
             })
             .collect();
+        let totals = with_log()
+            .map(|r| {
+                let total = r
+                    .meta_f64("total_seconds")
+                    .unwrap_or_else(|| r.log.last().map_or(0.0, |e| e.elapsed));
+                (r.files.name.as_str(), vec![total])
+            })
+            .collect();
         plots::time_boxes(
             &out("train_eval_time.svg"),
             &[
                 (
-                    "Training: seconds per step (mean of each log interval)",
+                    if per_step {
+                        "Training: seconds per step (every step)"
+                    } else {
+                        "Training: seconds per step (interval means)"
+                    },
                     steps,
                 ),
-                ("Evaluation: seconds per estimate_loss (train + val)", evals),
+                ("Evaluation: seconds per estimate_loss", evals),
+                ("Total: train + eval seconds", totals),
             ],
         )?;
         figures.push((
@@ -202,6 +271,37 @@ fn main() -> Result<()> {
         figures.push((f, format!("Positional embedding: {}", r.files.name)));
     }
 
+    let mut sections = Vec::new();
+    let named = |args: &[String]| -> Result<Vec<(String, PathBuf)>> {
+        args.iter()
+            .map(|a| {
+                let (n, p) = a
+                    .split_once('=')
+                    .with_context(|| format!("{a:?}: expected NAME=LOG"))?;
+                Ok((n.to_string(), PathBuf::from(p)))
+            })
+            .collect()
+    };
+    if !cli.scale_runs.is_empty() {
+        sections.push(analysis::scale(&cli.out, &named(&cli.scale_runs)?)?);
+    }
+    if !cli.pos_runs.is_empty() {
+        sections.push(analysis::positions(&cli.out, &named(&cli.pos_runs)?)?);
+    }
+    if !cli.no_attention_cost {
+        eprintln!("report: timing attention over 16..4096 positions");
+        sections.push(analysis::attention_cost(&cli.out)?);
+    }
+    let absent: Vec<(String, String)> = cli
+        .absent
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(n, r)| (n.to_string(), r.to_string()))
+                .with_context(|| format!("--absent {a:?}: expected NAME=REASON"))
+        })
+        .collect::<Result<_>>()?;
+
     let command = std::iter::once("report".to_string())
         .chain(
             std::env::args()
@@ -214,6 +314,9 @@ fn main() -> Result<()> {
         command,
         gen,
         accuracy: &accuracy,
+        shares: &shares,
+        absent: &absent,
+        sections: &sections,
         val_text,
         unigram,
         vocab_words: vocab.len(),
@@ -222,7 +325,16 @@ fn main() -> Result<()> {
     let readme_path = out("README.md");
     std::fs::write(&readme_path, readme::render(&runs, &cx))
         .with_context(|| format!("writing {}", readme_path.display()))?;
-    remove_stale(&cli.out, &figures)?;
+    let written: Vec<(String, String)> = figures
+        .iter()
+        .cloned()
+        .chain(
+            sections
+                .iter()
+                .flat_map(|s| s.figures.iter().map(|f| (f.clone(), String::new()))),
+        )
+        .collect();
+    remove_stale(&cli.out, &written)?;
     for (r, a) in runs.iter().zip(&accuracy) {
         let lat = stats::sorted(&r.latency);
         eprintln!(
@@ -356,7 +468,12 @@ fn is_report_figure(name: &str) -> bool {
         "loss.svg",
         "word_accuracy.svg",
         "decode_latency.svg",
+        "inference_time.svg",
         "train_eval_time.svg",
+        "scale_dk.svg",
+        "scale_training.svg",
+        "positions.svg",
+        "attention_cost.svg",
     ];
     fixed.contains(&name)
         || (name.ends_with(".svg") && (name.starts_with("loss_") || name.starts_with("wpe_")))

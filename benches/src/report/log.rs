@@ -22,6 +22,25 @@ pub struct Eval {
     pub tokens_per_s: f64,
     /// Seconds since the run started.
     pub elapsed: f64,
+    /// Seconds of each step since the previous evaluation (empty in older logs).
+    pub step_times: Vec<f64>,
+    /// The attention probe (`exporter train --probe-attention`), when logged.
+    pub attention: Option<Probe>,
+}
+
+/// What the attention softmax saw at one evaluation (the exporter's `AttnProbe`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Probe {
+    /// Variance of the attention logits inside the causal mask.
+    pub logit_var: f64,
+    /// Mean row entropy, nats.
+    pub entropy: f64,
+    /// Mean row entropy of uniform attention.
+    pub uniform_entropy: f64,
+    /// Mean largest probability of a row.
+    pub max_prob: f64,
+    /// L2 norm of the loss gradient at the logits.
+    pub grad_norm: f64,
 }
 
 /// Parses a JSON-lines log. Blank lines are skipped; any other line that is not an
@@ -43,6 +62,30 @@ pub fn parse_log(text: &str) -> Result<Vec<Eval>> {
             .get("iter")
             .and_then(Value::as_u64)
             .with_context(|| format!("log line {}: no integer \"iter\"", i + 1))?;
+        let step_times = match v.get("step_times") {
+            None => Vec::new(),
+            Some(a) => a
+                .as_array()
+                .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+                .with_context(|| format!("log line {}: step_times is not numbers", i + 1))?,
+        };
+        let attention = match v.get("attention") {
+            None => None,
+            Some(p) => {
+                let f = |key: &str| {
+                    p.get(key).and_then(Value::as_f64).with_context(|| {
+                        format!("log line {}: attention has no number {key:?}", i + 1)
+                    })
+                };
+                Some(Probe {
+                    logit_var: f("logit_var")?,
+                    entropy: f("entropy")?,
+                    uniform_entropy: f("uniform_entropy")?,
+                    max_prob: f("max_prob")?,
+                    grad_norm: f("grad_norm")?,
+                })
+            }
+        };
         out.push(Eval {
             iter: iter as usize,
             train_loss: num("train_loss")?,
@@ -52,6 +95,8 @@ pub fn parse_log(text: &str) -> Result<Vec<Eval>> {
             eval_time: num("eval_time")?,
             tokens_per_s: num("tokens_per_s")?,
             elapsed: num("elapsed")?,
+            step_times,
+            attention,
         });
     }
     if out.windows(2).any(|w| w[1].iter <= w[0].iter) {
@@ -60,13 +105,22 @@ pub fn parse_log(text: &str) -> Result<Vec<Eval>> {
     Ok(out)
 }
 
-/// The per-step times of a log: each line's mean over its interval, the first (no steps
-/// yet, `step_time` 0) left out.
-pub fn step_times(log: &[Eval]) -> Vec<f64> {
-    log.iter()
+/// The seconds of every training step when the log recorded them (`step_times`), else each
+/// interval's mean (the first line, with no steps yet, left out); true when per step.
+pub fn step_times(log: &[Eval]) -> (Vec<f64>, bool) {
+    if log.iter().any(|e| !e.step_times.is_empty()) {
+        return (
+            log.iter()
+                .flat_map(|e| e.step_times.iter().copied())
+                .collect(),
+            true,
+        );
+    }
+    let means = log
+        .iter()
         .filter(|e| e.step_time > 0.0)
-        .map(|e| e.step_time)
-        .collect()
+        .map(|e| e.step_time);
+    (means.collect(), false)
 }
 
 /// Parses the `folio.train` metadata value as the runtime returns it: the raw text
@@ -100,7 +154,21 @@ mod tests {
         assert_eq!(log[0].eval_time, 1.5);
         assert_eq!(log[1].tokens_per_s, 22755.5);
         assert_eq!(log[1].elapsed, 25.0);
-        assert_eq!(step_times(&log), [0.09]);
+        assert_eq!(step_times(&log), (vec![0.09], false));
+        assert!(log[1].attention.is_none());
+    }
+
+    #[test]
+    fn parses_per_step_times_and_the_attention_probe() {
+        let text = r#"{"iter":0,"train_loss":4.2,"val_loss":4.25,"lr":5e-5,"step_time":0.0,"step_times":[],"eval_time":1.5,"tokens_per_s":0.0,"elapsed":1.6,"attention":{"logit_var":0.5,"entropy":2.0,"uniform_entropy":2.5,"max_prob":0.3,"grad_norm":0.01}}
+{"iter":2,"train_loss":4.1,"val_loss":4.2,"lr":5e-5,"step_time":0.15,"step_times":[0.1,0.2],"eval_time":1.5,"tokens_per_s":9.0,"elapsed":2.0}
+{"iter":3,"train_loss":4.0,"val_loss":4.1,"lr":5e-5,"step_time":0.3,"step_times":[0.3],"eval_time":1.5,"tokens_per_s":9.0,"elapsed":2.4}"#;
+        let log = parse_log(text).unwrap();
+        assert_eq!(step_times(&log), (vec![0.1, 0.2, 0.3], true));
+        let p = log[0].attention.unwrap();
+        assert_eq!((p.logit_var, p.max_prob, p.grad_norm), (0.5, 0.3, 0.01));
+        assert!(parse_log(&text.replace("[0.1,0.2]", "[0.1,\"x\"]")).is_err());
+        assert!(parse_log(&text.replace("\"max_prob\":0.3,", "")).is_err());
     }
 
     #[test]

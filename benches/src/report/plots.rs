@@ -126,13 +126,7 @@ pub fn loss_curves(path: &Path, runs: &[(&str, &[Eval])]) -> Result<()> {
                     PathElement::new(vec![(x, y), (x + 8, y)], c.stroke_width(1))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(font(14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         Ok(())
     })
 }
@@ -210,15 +204,30 @@ pub fn loss_run(path: &Path, name: &str, color: RGBColor, log: &[Eval]) -> Resul
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 24, y)], grey.stroke_width(1))
             });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(font(14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         Ok(())
     })
+}
+
+/// The legend of the series drawn so far, in a framed box at `pos`.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+    size: u32,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: plotters::coord::CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .label_font(font(size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("drawing a legend: {e:?}"))
 }
 
 /// Draws `names` centred under category positions `0..n` of a chart's x axis.
@@ -239,14 +248,16 @@ where
     Ok(())
 }
 
-/// A bar per run (`share` in 0..=1, shown in percent) and dashed reference lines.
-pub fn word_accuracy(path: &Path, bars: &[(&str, f64)], refs: &[(&str, f64)]) -> Result<()> {
-    let n = bars.len().max(1);
+/// Word accuracy as a distribution: per run, a box of the per-sample shares (0..=1, shown
+/// in percent) with every sample as a dot and the mean as a labelled diamond; dashed
+/// reference lines.
+pub fn word_accuracy(path: &Path, runs: &[(&str, Vec<f64>)], refs: &[(&str, f64)]) -> Result<()> {
+    let n = runs.len().max(1);
     let width = (330 + 150 * n as u32).max(760);
-    render(path, (width, 520), |root| {
+    render(path, (width, 540), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(
-                "Word accuracy: generated words found in the train text",
+                "Word accuracy: generated words found in the train text, per sample",
                 font(20),
             )
             .margin(16)
@@ -264,16 +275,31 @@ pub fn word_accuracy(path: &Path, bars: &[(&str, f64)], refs: &[(&str, f64)]) ->
             .axis_desc_style(font(16))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
-        for (i, (_, share)) in bars.iter().enumerate() {
-            let (x, v) = (i as f64, share * 100.0);
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(x - 0.3, 0.0), (x + 0.3, v)],
-                run_color(i).filled(),
+        for (i, (_, shares)) in runs.iter().enumerate() {
+            let pct: Vec<f64> = shares.iter().map(|v| v * 100.0).collect();
+            let Some(s) = stats::summary(&pct) else {
+                continue;
+            };
+            let x = i as f64;
+            draw_box(&mut chart, x, &pct, &s, run_color(i))?;
+            // The mean: a white diamond with a black outline.
+            let diamond = [
+                (0.0, 1.6),
+                (0.06, 0.0),
+                (0.0, -1.6),
+                (-0.06, 0.0),
+                (0.0, 1.6),
+            ]
+            .map(|(dx, dy)| (x + dx, s.mean + dy));
+            chart.draw_series(std::iter::once(Polygon::new(diamond, WHITE.filled())))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                diamond,
+                BLACK.stroke_width(2),
             )))?;
             chart.draw_series(std::iter::once(Text::new(
-                format!("{v:.1}%"),
-                (x, v + 1.5),
-                font(15).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                format!("mean {:.1}%", s.mean),
+                (x + 0.3, s.mean),
+                font(13).pos(Pos::new(HPos::Left, VPos::Center)),
             )))?;
         }
         for (label, share) in refs {
@@ -293,10 +319,179 @@ pub fn word_accuracy(path: &Path, bars: &[(&str, f64)], refs: &[(&str, f64)]) ->
                 font(13).pos(Pos::new(HPos::Left, VPos::Center)),
             ))?;
         }
-        let names: Vec<&str> = bars.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = runs.iter().map(|(n, _)| *n).collect();
         category_labels(root, |i| chart.backend_coord(&(i as f64, 0.0)), &names)?;
         Ok(())
     })
+}
+
+/// Most dots drawn per box: larger samples show every k-th value (in their order), which
+/// keeps a 5,000-step distribution inside the SVG budget.
+const MAX_DOTS: usize = 400;
+
+/// One line of a [`LinePanel`].
+pub struct Series {
+    /// Legend text.
+    pub name: String,
+    /// Colour.
+    pub color: RGBColor,
+    /// `(x, y)` points, in order.
+    pub points: Vec<(f64, f64)>,
+    /// Dashed (a reference or a train curve) instead of solid with dots.
+    pub dashed: bool,
+}
+
+/// One chart of [`line_panels`].
+pub struct LinePanel {
+    /// Caption.
+    pub title: String,
+    /// Axis descriptions.
+    pub x_desc: String,
+    /// Axis descriptions.
+    pub y_desc: String,
+    /// Logarithmic axes (non-positive values are then left out).
+    pub x_log: bool,
+    /// Logarithmic axes (non-positive values are then left out).
+    pub y_log: bool,
+    /// y values are seconds (labelled with units).
+    pub y_seconds: bool,
+    /// The lines.
+    pub series: Vec<Series>,
+    /// Labelled points (a crossover, a value at initialisation).
+    pub marks: Vec<(f64, f64, String)>,
+}
+
+/// Line charts side by side (`cols` a row), each with its own axes and legend.
+pub fn line_panels(path: &Path, caption: &str, cols: usize, panels: &[LinePanel]) -> Result<()> {
+    let cols = cols.clamp(1, panels.len().max(1));
+    let rows = panels.len().div_ceil(cols).max(1);
+    render(path, (560 * cols as u32, 44 + 420 * rows as u32), |root| {
+        let (title, body) = root.split_vertically(44);
+        title.draw(&Text::new(
+            caption.to_string(),
+            (16, 12),
+            font(20).pos(Pos::new(HPos::Left, VPos::Top)),
+        ))?;
+        for (area, p) in body.split_evenly((rows, cols)).iter().zip(panels) {
+            let keep = |&(x, y): &(f64, f64)| {
+                x.is_finite() && y.is_finite() && (!p.x_log || x > 0.0) && (!p.y_log || y > 0.0)
+            };
+            let pts: Vec<(f64, f64)> = p
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter().copied())
+                .chain(p.marks.iter().map(|m| (m.0, m.1)))
+                .filter(keep)
+                .collect();
+            let (Some(x0), Some(x1), Some(y0), Some(y1)) = (
+                pts.iter().map(|p| p.0).reduce(f64::min),
+                pts.iter().map(|p| p.0).reduce(f64::max),
+                pts.iter().map(|p| p.1).reduce(f64::min),
+                pts.iter().map(|p| p.1).reduce(f64::max),
+            ) else {
+                continue;
+            };
+            let span = |lo: f64, hi: f64, log: bool| {
+                if log {
+                    (lo / 1.3)..(hi * 1.3)
+                } else {
+                    padded(lo, hi, 0.06)
+                }
+            };
+            let (xr, yr) = (span(x0, x1, p.x_log), span(y0, y1, p.y_log));
+            match (p.x_log, p.y_log) {
+                (false, false) => draw_lines(area, p, xr, yr, &keep)?,
+                (true, false) => draw_lines(area, p, xr.log_scale(), yr, &keep)?,
+                (false, true) => draw_lines(area, p, xr, yr.log_scale(), &keep)?,
+                (true, true) => draw_lines(area, p, xr.log_scale(), yr.log_scale(), &keep)?,
+            }
+        }
+        Ok(())
+    })
+}
+
+fn draw_lines<X, Y>(
+    area: &Svg<'_>,
+    p: &LinePanel,
+    x: X,
+    y: Y,
+    keep: &dyn Fn(&(f64, f64)) -> bool,
+) -> Result<()>
+where
+    X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    X::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(&p.title, font(16))
+        .margin(12)
+        .margin_right(20)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)?;
+    let label = |v: &f64| {
+        if v.abs() < 0.01 && *v != 0.0 {
+            format!("{v:.0e}")
+        } else {
+            fmt_plain(*v)
+        }
+    };
+    let y_label = |v: &f64| {
+        if p.y_seconds {
+            fmt_seconds(*v)
+        } else {
+            label(v)
+        }
+    };
+    chart
+        .configure_mesh()
+        .x_desc(p.x_desc.as_str())
+        .y_desc(p.y_desc.as_str())
+        .x_label_formatter(&label)
+        .y_label_formatter(&y_label)
+        .label_style(font(13))
+        .axis_desc_style(font(14))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    for s in &p.series {
+        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|q| keep(q)).collect();
+        let c = s.color;
+        let dashed = s.dashed;
+        if dashed {
+            chart.draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2)))?
+        } else {
+            if pts.len() <= 40 {
+                chart.draw_series(pts.iter().map(|&q| Circle::new(q, 3, c.filled())))?;
+            }
+            chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+        }
+        .label(s.name.as_str())
+        .legend(move |(x, y)| {
+            if dashed {
+                PathElement::new(vec![(x, y), (x + 8, y)], c.stroke_width(2))
+            } else {
+                PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
+            }
+        });
+    }
+    for (mx, my, text) in &p.marks {
+        if !keep(&(*mx, *my)) {
+            continue;
+        }
+        chart.draw_series(std::iter::once(Circle::new(
+            (*mx, *my),
+            6,
+            BLACK.stroke_width(2),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            text.clone(),
+            (*mx, *my),
+            font(13).pos(Pos::new(HPos::Right, VPos::Bottom)),
+        )))?;
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
+    Ok(())
 }
 
 /// Picks a time unit for values in seconds: (multiplier, unit name).
@@ -416,8 +611,9 @@ pub fn fmt_plain(v: f64) -> String {
 /// One panel of [`time_boxes`]: its title and `(run, values)` per box.
 pub type BoxPanel<'a> = (&'a str, Vec<(&'a str, Vec<f64>)>);
 
-/// Box plots (min, quartiles, median, max) with every value as a dot, one box per run,
-/// on a log axis; one panel per `(title, runs)` entry. Values in seconds.
+/// Box plots (min, quartiles, median, max) with the values as dots (every k-th beyond
+/// [`MAX_DOTS`]), one box per run, on a log axis; one panel per `(title, runs)` entry.
+/// Values in seconds.
 pub fn time_boxes(path: &Path, panels: &[BoxPanel<'_>]) -> Result<()> {
     let n_panels = panels.len().max(1);
     let n_runs = panels
@@ -467,21 +663,9 @@ pub fn time_boxes(path: &Path, panels: &[BoxPanel<'_>]) -> Result<()> {
                 let Some(s) = stats::summary(vals) else {
                     continue;
                 };
-                let c = run_color(i);
                 let x = i as f64;
-                draw_box(&mut chart, x, &s, c)?;
-                // Dots, spread deterministically across the box width.
-                let k = vals.len().max(2) as f64 - 1.0;
-                chart.draw_series(vals.iter().enumerate().filter(|(_, v)| **v > 0.0).map(
-                    |(j, &v)| {
-                        let dx = if vals.len() > 1 {
-                            -0.22 + 0.44 * j as f64 / k
-                        } else {
-                            0.0
-                        };
-                        Circle::new((x + dx, v), 3, BLACK.mix(0.55).filled())
-                    },
-                ))?;
+                let positive: Vec<f64> = vals.iter().copied().filter(|v| *v > 0.0).collect();
+                draw_box(&mut chart, x, &positive, &s, run_color(i))?;
                 chart.draw_series(std::iter::once(Text::new(
                     fmt_seconds(s.median),
                     (x + 0.3, s.median),
@@ -495,9 +679,12 @@ pub fn time_boxes(path: &Path, panels: &[BoxPanel<'_>]) -> Result<()> {
     })
 }
 
+/// A box (min, quartiles, median, max) at `x`, then `vals` as dots spread
+/// deterministically across it.
 fn draw_box<DB: DrawingBackend, Y>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
     x: f64,
+    vals: &[f64],
     s: &Summary,
     c: RGBColor,
 ) -> Result<()>
@@ -541,6 +728,19 @@ where
             )))
             .map_err(e)?;
     }
+    let stride = vals.len().div_ceil(MAX_DOTS).max(1);
+    let shown: Vec<f64> = vals.iter().step_by(stride).copied().collect();
+    let k = shown.len().max(2) as f64 - 1.0;
+    chart
+        .draw_series(shown.iter().enumerate().map(|(j, &v)| {
+            let dx = if shown.len() > 1 {
+                -0.22 + 0.44 * j as f64 / k
+            } else {
+                0.0
+            };
+            Circle::new((x + dx, v), 2, BLACK.mix(0.5).filled())
+        }))
+        .map_err(|e| anyhow::anyhow!("drawing dots: {e:?}"))?;
     Ok(())
 }
 

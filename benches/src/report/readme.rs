@@ -12,8 +12,14 @@ pub struct Context<'a> {
     pub command: String,
     /// Sampling settings.
     pub gen: GenOpts,
-    /// Word accuracy of each run, in run order.
+    /// Word accuracy of each run, in run order, pooled over its samples.
     pub accuracy: &'a [Tally],
+    /// Word accuracy of each sample, per run.
+    pub shares: &'a [Vec<f64>],
+    /// Models listed without a run: `(name, reason)`.
+    pub absent: &'a [(String, String)],
+    /// The answered analysis questions.
+    pub sections: &'a [crate::analysis::Section],
     /// Word accuracy of the val split itself (the ceiling).
     pub val_text: Tally,
     /// Word accuracy of characters drawn from the train frequencies (the floor).
@@ -28,12 +34,62 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".to_string())
 }
 
+/// Sample standard deviation about `mean` (0 for fewer than two values).
+fn std_dev(v: &[f64], mean: f64) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
 fn params(n: f64) -> String {
     if n >= 1e6 {
         format!("{:.2} M", n / 1e6)
     } else {
         format!("{:.0} K", n / 1e3)
     }
+}
+
+/// The lab's qualitative questions on fitting, answered from the logs: the train/val gap
+/// at the end, and whether val loss rose after its best (overfitting).
+fn overfitting(s: &mut String, runs: &[Run]) {
+    let logged: Vec<&Run> = runs.iter().filter(|r| !r.log.is_empty()).collect();
+    if logged.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Fitting: the train/val gap and overfitting\n");
+    let _ = writeln!(
+        s,
+        "| run | final train loss | final val loss | gap (val − train) | best val loss (iter) | final − best val |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for r in &logged {
+        let (Some(last), Some(best)) = (
+            r.log.last(),
+            r.log
+                .iter()
+                .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss)),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.4} | {:.4} | {:+.4} | {:.4} ({}) | {:+.4} |",
+            r.files.name,
+            last.train_loss,
+            last.val_loss,
+            last.val_loss - last.train_loss,
+            best.val_loss,
+            best.iter,
+            last.val_loss - best.val_loss
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nA run overfits when its val loss rises after its best while train loss keeps \
+         falling (a positive last column); the gap measures how much better the model does \
+         on text it was trained on. Both come from each run's last and best `estimate_loss`."
+    );
 }
 
 /// The report as markdown.
@@ -50,20 +106,22 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
     let _ = writeln!(s, "## Runs\n");
     let _ = writeln!(
         s,
-        "| run | preset | file | layers × heads × width | context | batch | iters | params | train loss | val loss | val loss, runtime | word accuracy | decode p50 | decode p99 | train s/step | eval s/estimate | train time | trained on |"
+        "| run | preset | file | layers × heads × width | context | batch | iters | params | train loss | val loss | val loss, runtime | word accuracy | sample time p50 | decode p50 | decode p99 | train s/step | eval s/estimate | train time | trained on |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
-    for (r, acc) in runs.iter().zip(cx.accuracy) {
+    for (r, shares) in runs.iter().zip(cx.shares) {
+        let acc = stats::summary(shares);
+        let sample = stats::summary(&r.sample_seconds).map(|s| s.median);
         let sh = &r.shape;
         let lat = stats::sorted(&r.latency);
         let step = r
             .meta_f64("train_seconds")
             .zip(r.meta_f64("iters").filter(|&i| i > 0.0))
             .map(|(t, i)| t / i)
-            .or_else(|| stats::summary(&crate::log::step_times(&r.log)).map(|s| s.mean));
+            .or_else(|| stats::summary(&crate::log::step_times(&r.log).0).map(|s| s.mean));
         let eval = stats::summary(&r.log.iter().map(|e| e.eval_time).collect::<Vec<_>>())
             .map(|s| s.median);
         let last = r.log.last();
@@ -79,7 +137,7 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
         });
         let _ = writeln!(
             s,
-            "| {} | {} | {} {:.1} MB | {} × {} × {} | {} | {} | {} | {} | {} | {} | {} | {:.1}% | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} {:.1} MB | {} × {} × {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.files.name,
             r.meta_str("preset").unwrap_or_else(|| "–".into()),
             r.dtype,
@@ -94,7 +152,12 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
             opt(train_loss, |v| format!("{v:.4}")),
             opt(val_loss, |v| format!("{v:.4}")),
             opt(r.meta_f64("quantization.val_loss"), |v| format!("{v:.4}")),
-            100.0 * acc.share(),
+            acc.map_or("–".into(), |a| format!(
+                "{:.1}% ± {:.1}",
+                100.0 * a.mean,
+                100.0 * std_dev(shares, a.mean)
+            )),
+            opt(sample, fmt_seconds),
             opt((!lat.is_empty()).then(|| stats::quantile(&lat, 0.5)), fmt_seconds),
             opt((!lat.is_empty()).then(|| stats::quantile(&lat, 0.99)), fmt_seconds),
             opt(step, fmt_seconds),
@@ -102,6 +165,9 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
             opt(r.meta_f64("total_seconds"), fmt_seconds),
             device.unwrap_or_else(|| "–".into()),
         );
+    }
+    for (name, reason) in cx.absent {
+        let _ = writeln!(s, "| {name} | {reason} |{}", " – |".repeat(17));
     }
     let scored: Vec<String> = runs
         .iter()
@@ -128,7 +194,8 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
          top-k {}, seeds {}..{}), split into words (runs of letters and apostrophes holding a \
          letter; a sample's last word is dropped when the sample ends inside it); the share \
          of words, compared lower-cased, found among the {} distinct words of the train split \
-         (the first 90% of Tiny Shakespeare). References: the val split itself scores {:.1}% \
+         (the first 90% of Tiny Shakespeare), as the mean ± standard deviation over samples \
+         (pooled over all words: {}). References: the val split itself scores {:.1}% \
          ({} of {} words: unseen names and rare words), characters drawn independently from the \
          train frequencies score {:.1}%.",
         g.samples,
@@ -138,6 +205,11 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
         g.seed,
         g.seed + g.samples.saturating_sub(1) as u64,
         cx.vocab_words,
+        runs.iter()
+            .zip(cx.accuracy)
+            .map(|(r, a)| format!("{} {:.1}%", r.files.name, 100.0 * a.share()))
+            .collect::<Vec<_>>()
+            .join(", "),
         100.0 * cx.val_text.share(),
         cx.val_text.found,
         cx.val_text.total,
@@ -145,16 +217,25 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
     );
     let _ = writeln!(
         s,
-        "- **decode p50 / p99**: wall time of each `Generator::next` (feed the previous token, \
-         forward, sample) while generating those samples, on one core. The generator shifts \
+        "- **sample time p50**: median wall time to generate one sample (prompt and every \
+         token; the lab's inference time). **decode p50 / p99**: wall time of each \
+         `Generator::next` (feed the previous token, forward, sample) while generating those \
+         samples, on one core. The generator shifts \
          its window when the context is full (the last `block_size / 2` tokens re-encoded), \
          so short contexts show a second mode. **train s/step**: training seconds / steps \
-         (`folio.train`); the figure shows each log interval's mean. **eval s/estimate**: \
-         median seconds per `estimate_loss` (train + val)."
+         (`folio.train`); the figure shows every step's time where the log has them. \
+         **eval s/estimate**: median seconds per `estimate_loss` (train + val)."
     );
+    overfitting(&mut s, runs);
     let _ = writeln!(s, "\n## Figures\n");
     for (file, what) in cx.figures {
         let _ = writeln!(s, "### {what}\n\n![{what}]({file})\n");
+    }
+    if !cx.sections.is_empty() {
+        let _ = writeln!(s, "## The lab's analysis questions, measured\n");
+        for sec in cx.sections {
+            let _ = writeln!(s, "### {}\n\n{}", sec.title, sec.body);
+        }
     }
     let _ = writeln!(s, "## Samples\n");
     for r in runs {
@@ -198,6 +279,7 @@ mod tests {
             log,
             samples: vec!["To be, or not".into()],
             latency: vec![0.001, 0.002, 0.003],
+            sample_seconds: vec![0.25, 0.5],
             wpe: Vec::new(),
         }
     }
@@ -218,6 +300,8 @@ mod tests {
             eval_time,
             tokens_per_s: 1.0,
             elapsed: 1.0,
+            step_times: Vec::new(),
+            attention: None,
         };
         let runs = [
             run("edge", Some(meta), vec![e(0, 1.0), e(250, 3.0)]),
@@ -234,6 +318,9 @@ mod tests {
                 seed: 1,
             },
             accuracy: &acc,
+            shares: &[vec![0.5, 0.7, 0.9], Vec::new()],
+            absent: &[("model3".into(), "not trained: needs a GPU".into())],
+            sections: &[],
             val_text: Tally {
                 found: 9,
                 total: 10,
@@ -247,14 +334,25 @@ mod tests {
         };
         let md = render(&runs, &cx);
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
-        assert_eq!(rows.len(), 4, "{md}");
+        // Header, rule, two runs, one absent; then the fitting table (header, rule, edge).
+        assert_eq!(rows.len(), 8, "{md}");
         let cols = rows[0].matches('|').count();
-        assert!(rows.iter().all(|r| r.matches('|').count() == cols), "{md}");
+        assert!(
+            rows[..5].iter().all(|r| r.matches('|').count() == cols),
+            "{md}"
+        );
+        assert!(rows[4].starts_with("| model3 | not trained: needs a GPU | – |"));
+        // Fitting: final train 2.0, val 2.5, best val 2.5 at iter 0.
+        assert!(
+            rows[7].starts_with("| edge | 2.0000 | 2.5000 | +0.5000 | 2.5000 (0) | +0.0000 |"),
+            "{}",
+            rows[7]
+        );
         let edge = rows[2];
         // Metadata wins over the log; s/step = 150 s / 1500; eval median of 1 s and 3 s.
         for want in [
             "| edge | edge | q8_0 1.0 MB | 4 × 4 × 128 | 64 | 32 | 1500 | 810 K",
-            "| 1.5000 | 1.7500 | 1.7512 | 50.0% |",
+            "| 1.5000 | 1.7500 | 1.7512 | 70.0% ± 20.0 | 375 ms |",
         ] {
             assert!(edge.contains(want), "{edge}");
         }
@@ -271,5 +369,6 @@ mod tests {
         assert!(md.contains("![Loss curves](loss.svg)"));
         assert!(md.contains("scored positions: edge 4096"));
         assert!(md.contains("90.0% (9 of 10 words"));
+        assert!(md.contains("pooled over all words: edge 50.0%, bare 0.0%"));
     }
 }

@@ -39,19 +39,24 @@ pub fn resolve(arg: &str) -> Result<RunFiles> {
     if !model.is_file() {
         bail!("--run {arg}: no model file {}", model.display());
     }
-    let s = model.to_string_lossy();
-    let base = s.strip_suffix(".safetensors").unwrap_or(&s);
-    let log = PathBuf::from(format!("{base}.log.jsonl"));
     let stem = model
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
-    let dir_name = model
-        .parent()
-        .and_then(Path::file_name)
+    // `runs/edge/model.safetensors` is "edge"; `models/model2.q8_0.safetensors` is "model2".
+    let short = stem.split('.').next().unwrap_or(&stem).to_string();
+    let dir = model.parent().unwrap_or(Path::new("."));
+    // The exporter's `BASE.log.jsonl`, else the short name's (`models/model2.log.jsonl`).
+    let log = [format!("{stem}.log.jsonl"), format!("{short}.log.jsonl")]
+        .map(|f| dir.join(f))
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dir.join(format!("{stem}.log.jsonl")));
+    let dir_name = dir
+        .file_name()
         .map(|s| s.to_string_lossy().to_string())
         .filter(|_| stem == "model");
-    let name = name.or(dir_name).unwrap_or(stem);
+    let name = name.or(dir_name).unwrap_or(short);
     Ok(RunFiles { name, model, log })
 }
 
@@ -102,6 +107,8 @@ pub struct Run {
     /// Seconds per generated token (one `Generator::next`; the first also runs the
     /// prompt), over all samples.
     pub latency: Vec<f64>,
+    /// Seconds per whole sample (the lab's inference time: prompt and every token).
+    pub sample_seconds: Vec<f64>,
     /// `wpe.weight` dequantised to f32, `(block_size, n_embd)` row-major.
     pub wpe: Vec<f32>,
 }
@@ -163,6 +170,10 @@ pub fn load(files: RunFiles, opts: &GenOpts) -> Result<Run> {
     };
     let wpe = positional_embedding(&model);
     let (samples, latency) = generate(&model, opts)?;
+    let sample_seconds = latency
+        .chunks(opts.chars.max(1))
+        .map(|c| c.iter().sum())
+        .collect();
     let file_bytes = std::fs::metadata(&files.model)?.len();
     Ok(Run {
         files,
@@ -173,6 +184,7 @@ pub fn load(files: RunFiles, opts: &GenOpts) -> Result<Run> {
         log,
         samples,
         latency,
+        sample_seconds,
         wpe,
     })
 }
@@ -239,8 +251,11 @@ mod tests {
         assert_eq!(a.model, run.join("model.safetensors"));
         assert_eq!(a.log, run.join("model.log.jsonl"));
         let b = resolve(run.join("other.q4.safetensors").to_str().unwrap()).unwrap();
-        assert_eq!(b.name, "other.q4");
+        assert_eq!(b.name, "other");
         assert_eq!(b.log, run.join("other.q4.log.jsonl"));
+        std::fs::write(run.join("other.log.jsonl"), b"").unwrap();
+        let b = resolve(run.join("other.q4.safetensors").to_str().unwrap()).unwrap();
+        assert_eq!(b.log, run.join("other.log.jsonl"));
         let c = resolve(&format!(
             "q4={}",
             run.join("other.q4.safetensors").display()
