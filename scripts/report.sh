@@ -35,6 +35,8 @@ else
       args+=(--run "models/$m.q8_0.safetensors")
     elif [[ $m == model3 ]]; then
       args+=(--absent "model3=not trained: needs a GPU (about 6.7 h on this CPU)")
+    elif [[ $m == model2 ]]; then
+      args+=(--absent "model2=not in models/ yet: its CPU run (exporter train --preset model2, resumable) had not finished")
     else
       args+=(--absent "$m=not in models/")
     fi

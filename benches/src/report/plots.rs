@@ -365,7 +365,9 @@ pub struct LinePanel {
 pub fn line_panels(path: &Path, caption: &str, cols: usize, panels: &[LinePanel]) -> Result<()> {
     let cols = cols.clamp(1, panels.len().max(1));
     let rows = panels.len().div_ceil(cols).max(1);
-    render(path, (560 * cols as u32, 44 + 420 * rows as u32), |root| {
+    // Wide enough for the caption (about 10 px a character at 20 px).
+    let width = (560 * cols as u32).max(40 + 10 * caption.chars().count() as u32);
+    render(path, (width, 44 + 420 * rows as u32), |root| {
         let (title, body) = root.split_vertically(44);
         title.draw(&Text::new(
             caption.to_string(),
