@@ -216,3 +216,43 @@ fn lab_shape_256_384_6_4() {
         );
     }
 }
+
+/// The committed runs in `models/` (the report's inputs: real weights, trained by the
+/// exporter on Tiny Shakespeare, q8_0) against the reference on a line of the play, so a
+/// format or kernel change that would strand them fails here.
+#[test]
+fn committed_models_match_the_reference() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let text =
+        "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.";
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("models/") {
+        let path = entry.expect("models/ entry").path();
+        if !path.to_string_lossy().ends_with(".q8_0.safetensors") {
+            continue;
+        }
+        let file = std::fs::read(&path).expect("read a committed model");
+        let reference = Reference::from_bytes(&file).expect("reference loads it");
+        let mut tokens = reference.encode(text);
+        tokens.truncate(reference.config.block_size);
+        let want = reference.logits(&tokens, Options::FORMAT);
+        let got = runtime_logits(AlignedBytes::new(&file).bytes(), &tokens)
+            .unwrap_or_else(|e| panic!("{}: runtime: {e}", path.display()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| rel_diff(g, w))
+            .fold(0.0, f64::max);
+        assert!(worst <= QUANT_BOUND, "{}: {worst:.3e}", path.display());
+        eprintln!(
+            "parity {}: {} positions, max rel err {worst:.2e}",
+            path.display(),
+            tokens.len()
+        );
+        seen.push(path);
+    }
+    assert!(
+        seen.len() >= 2,
+        "models/ should hold model1 and edge, found {seen:?}"
+    );
+}
