@@ -12,6 +12,7 @@ export OMP_WAIT_POLICY := passive
 
 .PHONY: demo setup setup-torch setup-cross setup-compare build check test test-host \
         test-v3 test-aarch64 test-thumb firmware firmware-report lint bench compare callgrind report \
+        train-compare \
         fuzz
 
 ## demo: train the CPU `edge` preset, export q8_0, generate text, print per-token latency.
@@ -136,6 +137,13 @@ runs/cmp-%/model.q8_0.safetensors: runs/cmp-%/model.f32.safetensors
 runs/cmp-%/model.q4_0.safetensors: runs/cmp-%/model.f32.safetensors
 	$(CARGO) build --release -p folio-exporter --bin exporter
 	$(EXPORTER) quantize $< --dtype q4_0 $(CMP_REPORT) --out $@
+
+## train-compare: seconds per training step, the exporter (tch) against PyTorch's own
+## nanoGPT-style step, for PRESET (edge by default), alternating 3 rounds; DEVICE=cuda on a GPU.
+PRESET ?= edge
+DEVICE ?= cpu
+train-compare: setup-torch
+	bash scripts/train-step-compare.sh $(PRESET) 3 40 0 $(DEVICE)
 
 ## report: the lab report (docs/report: loss, word accuracy, time distributions, wpe, the
 ## three analysis questions) rebuilt from the committed runs in models/; no training, no torch.
