@@ -228,16 +228,16 @@ impl Gpt {
         let grads = Tensor::run_backward(&[&loss], &logits, false, false);
         let t = idx.size()[1];
         let keep = Tensor::ones([t, t], (Kind::Bool, idx.device())).tril(0);
+        let masked = keep.logical_not();
         let row_len = keep.sum_dim_intlist(-1, false, Kind::Float); // (T,)
         let n = logits.len() as f64;
         let mut p = AttnProbe::default();
         for (s, g) in logits.iter().zip(&grads) {
             let s = s.detach();
             let probs = s
-                .masked_fill(&keep.logical_not(), f64::NEG_INFINITY)
+                .masked_fill(&masked, f64::NEG_INFINITY)
                 .softmax(-1, Kind::Float);
-            let plogp =
-                (&probs * probs.clamp_min(1e-30).log()).masked_fill(&keep.logical_not(), 0.0);
+            let plogp = (&probs * probs.clamp_min(1e-30).log()).masked_fill(&masked, 0.0);
             p.logit_var += s.masked_select(&keep).var(true).double_value(&[]) / n;
             p.entropy += (-plogp.sum_dim_intlist(-1, false, Kind::Float))
                 .mean(Kind::Float)

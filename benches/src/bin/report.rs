@@ -135,23 +135,27 @@ fn main() -> Result<()> {
         }
         runs.push(r);
     }
-    let accuracy: Vec<Tally> = runs
-        .iter()
-        .map(|r| {
-            r.samples.iter().fold(Tally::default(), |t, s| {
-                t.add(words::tally(&vocab, s, true))
-            })
-        })
-        .collect();
-    // Per sample, for the distribution (samples with no complete word left out).
-    let shares: Vec<Vec<f64>> = runs
+    // Each sample's words tallied once: pooled per run for the table, and per sample for the
+    // distribution (samples with no complete word left out).
+    let tallies: Vec<Vec<Tally>> = runs
         .iter()
         .map(|r| {
             r.samples
                 .iter()
                 .map(|s| words::tally(&vocab, s, true))
+                .collect()
+        })
+        .collect();
+    let accuracy: Vec<Tally> = tallies
+        .iter()
+        .map(|ts| ts.iter().fold(Tally::default(), |a, &t| a.add(t)))
+        .collect();
+    let shares: Vec<Vec<f64>> = tallies
+        .iter()
+        .map(|ts| {
+            ts.iter()
                 .filter(|t| t.total > 0)
-                .map(|t| t.share())
+                .map(Tally::share)
                 .collect()
         })
         .collect();
@@ -224,10 +228,11 @@ fn main() -> Result<()> {
 
     if !logged.is_empty() {
         let with_log = || runs.iter().filter(|r| !r.log.is_empty());
-        let per_step = with_log().all(|r| log::step_times(&r.log).1);
-        let steps = with_log()
-            .map(|r| (r.files.name.as_str(), log::step_times(&r.log).0))
+        let timed: Vec<(&str, (Vec<f64>, bool))> = with_log()
+            .map(|r| (r.files.name.as_str(), log::step_times(&r.log)))
             .collect();
+        let per_step = timed.iter().all(|(_, (_, every))| *every);
+        let steps = timed.into_iter().map(|(n, (t, _))| (n, t)).collect();
         let evals = with_log()
             .map(|r| {
                 (
