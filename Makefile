@@ -45,6 +45,7 @@ check: lint
 
 lint:
 	$(CARGO) fmt --all -- --check
+	python3 scripts/import-cycles.py kernels/src runtime/src exporter/src tests/src benches/src firmware/src
 	$(CARGO) clippy -q --workspace --all-targets -- -D warnings
 
 test-host: setup-torch

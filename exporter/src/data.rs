@@ -118,7 +118,7 @@ fn download(dest: &Path) -> Result<()> {
 }
 
 fn read_checked(path: &Path) -> Result<Text> {
-    let bytes = crate::validate::read_input(path, crate::validate::MAX_DATA_BYTES)
+    let bytes = crate::input::read_input(path, crate::input::MAX_DATA_BYTES)
         .with_context(|| format!("reading {}", path.display()))?;
     let got = sha256_hex(&bytes);
     if got != SHA256 {

@@ -6,14 +6,15 @@
 //! (loop, `estimate_loss`, log) with `checkpoint` → `quantize` (f32 → encodings, kernels'
 //! block definitions) → `export` (atomic format 2 files; reads formats 1 and 2) →
 //! `report` (val loss of each encoding, computed by folio-runtime).
-//! `validate` checks every input (files, hyper-parameters, output paths, the run lock)
-//! before any of it starts.
+//! `validate` checks every input (hyper-parameters, output paths, the run lock) before any
+//! of it starts; `input` opens the files it reads (regular, bounded).
 #![deny(missing_docs)]
 
 pub mod checkpoint;
 pub mod data;
 pub mod export;
 pub mod hyper;
+pub mod input;
 pub mod model;
 pub mod optim;
 pub mod quantize;

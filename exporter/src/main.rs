@@ -19,6 +19,7 @@ use folio_exporter::checkpoint::to_f32;
 use folio_exporter::data::{self, Dataset};
 use folio_exporter::export::{self, Master, RunPaths};
 use folio_exporter::hyper::Hyper;
+use folio_exporter::input;
 use folio_exporter::model::Mode;
 use folio_exporter::quantize::{parse_encoding, Encoding};
 use folio_exporter::report::{self, EvalSet};
@@ -539,7 +540,7 @@ fn export_with_report(
 fn run_quantize(a: QuantizeArgs) -> Result<()> {
     set_threads(a.common.threads)?;
     validate::out_paths(&[&a.out])?;
-    validate::input_file(&a.input, u64::MAX)
+    input::input_file(&a.input, u64::MAX)
         .with_context(|| format!("reading {}", a.input.display()))?;
     let loaded = export::read(&a.input)?;
     if !loaded.is_f32() {

@@ -1,8 +1,7 @@
 //! Everything the exporter is given, checked before any work starts, one step per kind of
 //! input:
 //!
-//! - **input files** ([`read_input`], [`input_file`]): regular files only, opened without
-//!   blocking (a FIFO or `/dev/zero` fails at once), and no longer than a cap;
+//! - **input files**: through [`crate::input`] (regular files only, no longer than a cap);
 //! - **model shapes** ([`shape`]): positive sizes, `n_embd % n_head == 0`, within
 //!   folio-runtime's capacities, for a training run and for a master being quantised;
 //! - **hyper-parameters** ([`hyper`]): every field in range, the context window shorter than
@@ -15,50 +14,22 @@
 use crate::data::Dataset;
 use crate::export::{Master, RunPaths};
 use crate::hyper::Hyper;
+use crate::input::{input_file, shown};
 use anyhow::{bail, Context, Result};
 use folio_runtime::cli::printable;
-use folio_runtime::file::{file_kind, open_regular};
+use folio_runtime::file::file_kind;
 use serde_json::Value;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// Largest `--data` file read: the dataset is sha-pinned at 1,115,394 bytes.
-pub const MAX_DATA_BYTES: u64 = 64 << 20;
 /// Largest safetensors header read when peeking at a checkpoint (the safetensors crate's cap).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Most scored report tokens (`report windows × (block_size + 1)`).
 const MAX_REPORT_TOKENS: u64 = 1 << 26;
 /// Most libtorch threads `--threads` may ask for.
 pub const MAX_THREADS: i32 = 1024;
-
-/// `path` as shown in messages (control characters escaped).
-fn shown(path: &Path) -> String {
-    printable(path.display().to_string().chars())
-}
-
-/// Open the regular file `path` and check its length is at most `max` bytes. Returns the
-/// open file and its length. Messages do not repeat the path (callers add it as context).
-pub fn input_file(path: &Path, max: u64) -> Result<(File, u64)> {
-    let (file, len) = open_regular(path)?;
-    if len > max {
-        bail!("it is {len} bytes, more than the {max} bytes accepted");
-    }
-    Ok((file, len))
-}
-
-/// Read the regular file `path` whole, at most `max` bytes (see [`input_file`]).
-pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let (file, len) = input_file(path, max)?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    // Bounded even if the file grows while it is read.
-    file.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        bail!("it grew past {max} bytes while being read");
-    }
-    Ok(bytes)
-}
 
 /// A model shape the runtime can load: sizes positive and within its capacities.
 pub fn shape(
