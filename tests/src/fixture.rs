@@ -250,18 +250,47 @@ impl FixtureSpec {
     }
 }
 
-/// The names of the 2-D tensors of `config`, in a fixed canonical order.
-pub fn matrix_names(config: &Config) -> Vec<String> {
-    let mut v = vec!["wte.weight".to_string(), "wpe.weight".to_string()];
+/// Every tensor of `config` with its shape, in a fixed canonical order: `wte`, `wpe`, the
+/// layers' tensors in docs/FORMAT.md's order, `ln_f`, then `lm_head` when untied.
+pub fn tensor_shapes(config: &Config) -> Vec<(String, Vec<usize>)> {
+    let (v, t, c) = (config.vocab_size, config.block_size, config.n_embd);
+    let mut out = vec![
+        ("wte.weight".to_string(), vec![v, c]),
+        ("wpe.weight".to_string(), vec![t, c]),
+    ];
     for i in 0..config.n_layer {
-        for m in ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"] {
-            v.push(format!("h.{i}.{m}.weight"));
+        for (suffix, shape) in [
+            ("ln_1.weight", vec![c]),
+            ("ln_1.bias", vec![c]),
+            ("attn.c_attn.weight", vec![3 * c, c]),
+            ("attn.c_attn.bias", vec![3 * c]),
+            ("attn.c_proj.weight", vec![c, c]),
+            ("attn.c_proj.bias", vec![c]),
+            ("ln_2.weight", vec![c]),
+            ("ln_2.bias", vec![c]),
+            ("mlp.c_fc.weight", vec![4 * c, c]),
+            ("mlp.c_fc.bias", vec![4 * c]),
+            ("mlp.c_proj.weight", vec![c, 4 * c]),
+            ("mlp.c_proj.bias", vec![c]),
+        ] {
+            out.push((format!("h.{i}.{suffix}"), shape));
         }
     }
+    out.push(("ln_f.weight".to_string(), vec![c]));
+    out.push(("ln_f.bias".to_string(), vec![c]));
     if !config.tied_embeddings {
-        v.push("lm_head.weight".to_string());
+        out.push(("lm_head.weight".to_string(), vec![v, c]));
     }
-    v
+    out
+}
+
+/// The names of the 2-D tensors of `config`, in [`tensor_shapes`] order.
+pub fn matrix_names(config: &Config) -> Vec<String> {
+    let shapes = tensor_shapes(config).into_iter();
+    shapes
+        .filter(|(_, s)| s.len() == 2)
+        .map(|(n, _)| n)
+        .collect()
 }
 
 /// One stored safetensors tensor.

@@ -18,8 +18,9 @@
 //! The files remain valid safetensors (contiguous offsets, exact lengths): the `safetensors`
 //! crate and the f64 reference read them too.
 //!
-//! [`RawFile`] edits a header in place, keeping its order, for the byte-level attack tests.
-use crate::fixture::{Fixture, StoredTensor};
+//! [`RawFile`] edits a header in place, keeping its order, for the byte-level attack tests;
+//! [`sparse_model`] writes a zero model whose data is a hole, for the CLI's resource tests.
+use crate::fixture::{tensor_shapes, Config, Fixture, StoredTensor};
 use crate::rng::Rng;
 use safetensors::tensor::Dtype;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -416,4 +417,72 @@ pub fn edit_header(file: &[u8], edit: impl FnOnce(&mut RawFile)) -> Vec<u8> {
     let mut f = RawFile::parse(file);
     edit(&mut f);
     f.to_bytes()
+}
+
+/// Write a zero model of shape `config` (F32 tensors, tied or not) to `path` with the data
+/// section left as a sparse hole, so a file can claim a `block_size` of 2^20 in a few KB of
+/// disk. `vocab` is `folio.vocab` (`config.vocab_size` characters); `extra_meta` entries
+/// (keys and raw JSON values) and `extra_tensors` (1-element F32, names as raw JSON string
+/// bodies) are added; each `(tensor, index, value)` of `patch` is set in the data. LayerNorm
+/// gains are 1, and `wte[3]` and `ln_f.bias` hold the same ±0.5 pattern, so every context
+/// prefers token 3.
+pub fn sparse_model(
+    path: &std::path::Path,
+    config: &Config,
+    vocab: &str,
+    extra_meta: &[(&str, &str)],
+    extra_tensors: &[&str],
+    patch: &[(&str, usize, f32)],
+) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut all = tensor_shapes(config);
+    all.extend(extra_tensors.iter().map(|n| (n.to_string(), vec![1])));
+    let json = |v: &str| Value::from(v).to_string();
+    let mut meta: Vec<String> = config
+        .metadata()
+        .into_iter()
+        .chain([("folio.vocab", vocab.to_string())])
+        .map(|(k, v)| format!("\"{k}\": {}", json(&v)))
+        .collect();
+    meta.extend(extra_meta.iter().map(|(k, v)| format!("\"{k}\": {v}")));
+    let mut header = format!("{{\"__metadata__\": {{{}}}", meta.join(", "));
+    let (mut offset, mut at) = (0u64, std::collections::HashMap::new());
+    for (name, shape) in &all {
+        let bytes = 4 * shape.iter().product::<usize>() as u64;
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        header += &format!(
+            ", \"{name}\": {{\"dtype\": \"F32\", \"shape\": [{}], \"data_offsets\": [{offset}, {}]}}",
+            dims.join(", "),
+            offset + bytes
+        );
+        at.insert(name.as_str(), offset);
+        offset += bytes;
+    }
+    header += "}";
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let start = 8 + header.len() as u64;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(&(header.len() as u64).to_le_bytes())?;
+    f.write_all(header.as_bytes())?;
+    f.set_len(start + offset)?;
+    let c = config.n_embd;
+    let gains = all.iter().filter(|(n, _)| {
+        n.ends_with("ln_1.weight") || n.ends_with("ln_2.weight") || n == "ln_f.weight"
+    });
+    let mut values: Vec<(&str, usize, f32)> = gains
+        .flat_map(|(n, s)| (0..s[0]).map(move |i| (n.as_str(), i, 1.0)))
+        .collect();
+    let pattern = |i: usize| 0.5 - (i % 2) as f32;
+    values.extend((0..c).map(|i| ("wte.weight", 3 * c + i, pattern(i))));
+    values.extend((0..c).map(|i| ("ln_f.bias", i, pattern(i))));
+    for &(name, i, v) in values.iter().chain(patch) {
+        let base = at
+            .get(name)
+            .ok_or_else(|| std::io::Error::other(format!("no tensor {name}")))?;
+        f.seek(SeekFrom::Start(start + base + 4 * i as u64))?;
+        f.write_all(&v.to_le_bytes())?;
+    }
+    Ok(())
 }
