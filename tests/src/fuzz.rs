@@ -179,16 +179,8 @@ fn zero_model(cfg: &Config, members: &str) -> Option<Vec<u8>> {
     if params > MAX_ZERO_PARAMS {
         return None;
     }
-    let mut entries = vec![format!("\"__metadata__\":{{{members}}}")];
-    let mut end = 0;
-    for (name, shape) in &tensors {
-        let begin = end;
-        end += 4 * shape.iter().product::<usize>();
-        entries.push(format!(
-            "\"{name}\":{{\"dtype\":\"F32\",\"shape\":{shape:?},\"data_offsets\":[{begin},{end}]}}"
-        ));
-    }
-    let header = format!("{{{}}}", entries.join(","));
+    let (header, offsets) = handwritten::f32_header(members, &tensors);
+    let end = offsets.last().copied().unwrap_or(0) as usize;
     Some(handwritten::raw_file(&header, &vec![0u8; end]))
 }
 

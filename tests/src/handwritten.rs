@@ -445,20 +445,7 @@ pub fn sparse_model(
         .map(|(k, v)| format!("\"{k}\": {}", json(&v)))
         .collect();
     meta.extend(extra_meta.iter().map(|(k, v)| format!("\"{k}\": {v}")));
-    let mut header = format!("{{\"__metadata__\": {{{}}}", meta.join(", "));
-    let (mut offset, mut at) = (0u64, std::collections::HashMap::new());
-    for (name, shape) in &all {
-        let bytes = 4 * shape.iter().product::<usize>() as u64;
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        header += &format!(
-            ", \"{name}\": {{\"dtype\": \"F32\", \"shape\": [{}], \"data_offsets\": [{offset}, {}]}}",
-            dims.join(", "),
-            offset + bytes
-        );
-        at.insert(name.as_str(), offset);
-        offset += bytes;
-    }
-    header += "}";
+    let (mut header, offsets) = f32_header(&meta.join(", "), &all);
     while header.len() % 8 != 0 {
         header.push(' ');
     }
@@ -466,7 +453,7 @@ pub fn sparse_model(
     let mut f = std::fs::File::create(path)?;
     f.write_all(&(header.len() as u64).to_le_bytes())?;
     f.write_all(header.as_bytes())?;
-    f.set_len(start + offset)?;
+    f.set_len(start + offsets[all.len()])?;
     let c = config.n_embd;
     let gains = all.iter().filter(|(n, _)| {
         n.ends_with("ln_1.weight") || n.ends_with("ln_2.weight") || n == "ln_f.weight"
@@ -478,11 +465,28 @@ pub fn sparse_model(
     values.extend((0..c).map(|i| ("wte.weight", 3 * c + i, pattern(i))));
     values.extend((0..c).map(|i| ("ln_f.bias", i, pattern(i))));
     for &(name, i, v) in values.iter().chain(patch) {
-        let base = at
-            .get(name)
-            .ok_or_else(|| std::io::Error::other(format!("no tensor {name}")))?;
-        f.seek(SeekFrom::Start(start + base + 4 * i as u64))?;
+        let at = all.iter().position(|(n, _)| n == name);
+        let at = at.ok_or_else(|| std::io::Error::other(format!("no tensor {name}")))?;
+        f.seek(SeekFrom::Start(start + offsets[at] + 4 * i as u64))?;
         f.write_all(&v.to_le_bytes())?;
     }
     Ok(())
+}
+
+/// The header JSON text of `tensors` stored as F32, back to back in the order given, after
+/// a `__metadata__` object of the raw JSON `members` (`"key": value, ...`), and the data
+/// offset of each tensor followed by the data section's length.
+pub fn f32_header(members: &str, tensors: &[(String, Vec<usize>)]) -> (String, Vec<u64>) {
+    let mut header = format!("{{\"__metadata__\": {{{members}}}");
+    let mut offsets = vec![0u64];
+    for (name, shape) in tensors {
+        let begin = *offsets.last().unwrap_or(&0);
+        let end = begin + 4 * shape.iter().product::<usize>() as u64;
+        header += &format!(
+            ", \"{name}\": {{\"dtype\": \"F32\", \"shape\": {shape:?}, \"data_offsets\": [{begin}, {end}]}}"
+        );
+        offsets.push(end);
+    }
+    header.push('}');
+    (header, offsets)
 }
