@@ -124,7 +124,7 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
     let _ = writeln!(s, "## Runs\n");
     let _ = writeln!(
         s,
-        "| run | preset | file | layers × heads × width | context | batch | iters | params | train loss | val loss | val loss, runtime | word accuracy | sample time p50 | decode p50 | decode p99 | train s/step | eval s/estimate | train time | trained on |"
+        "| run | preset | file | layers × heads × width | context | batch | iters | params | train loss | val loss | val loss, runtime | word accuracy | sample time p50 | decode p50 | decode p99 | train s/step p50 | eval s/estimate | train + eval time | trained on |"
     );
     let _ = writeln!(
         s,
@@ -135,11 +135,16 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
         let sample = stats::summary(&r.sample_seconds).map(|s| s.median);
         let sh = &r.shape;
         let lat = stats::sorted(&r.latency);
-        let step = r
-            .meta_f64("train_seconds")
-            .zip(r.meta_f64("iters").filter(|&i| i > 0.0))
-            .map(|(t, i)| t / i)
-            .or_else(|| stats::summary(&crate::log::step_times(&r.log).0).map(|s| s.mean));
+        // The median step where the log has every step's time (robust to a paused or
+        // contended stretch), else the mean over the run.
+        let step = match crate::log::step_times(&r.log) {
+            (times, true) => stats::summary(&times).map(|s| s.median),
+            (times, false) => r
+                .meta_f64("train_seconds")
+                .zip(r.meta_f64("iters").filter(|&i| i > 0.0))
+                .map(|(t, i)| t / i)
+                .or_else(|| stats::summary(&times).map(|s| s.mean)),
+        };
         let eval = stats::summary(&r.log.iter().map(|e| e.eval_time).collect::<Vec<_>>())
             .map(|s| s.median);
         let last = r.log.last();
@@ -240,8 +245,10 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
          `Generator::next` (feed the previous token, forward, sample) while generating those \
          samples, on one core. The generator shifts \
          its window when the context is full (the last `block_size / 2` tokens re-encoded), \
-         so short contexts show a second mode. **train s/step**: training seconds / steps \
-         (`folio.train`); the figure shows every step's time where the log has them. \
+         so short contexts show a second mode. **train s/step p50**: the median of every step's \
+         time where the log has them (the figure shows them all), else training seconds / \
+         steps (`folio.train`). **train + eval time**: the run's wall time, training and \
+         evaluation (`folio.train.total_seconds`). \
          **eval s/estimate**: median seconds per `estimate_loss` (train + val)."
     );
     overfitting(&mut s, runs);
@@ -321,8 +328,11 @@ mod tests {
             step_times: Vec::new(),
             attention: None,
         };
+        // Every step's time, one of them a pause: the median ignores it.
+        let mut last = e(250, 3.0);
+        last.step_times = vec![0.1, 0.3, 0.2, 50.0];
         let runs = [
-            run("edge", Some(meta), vec![e(0, 1.0), e(250, 3.0)]),
+            run("edge", Some(meta), vec![e(0, 1.0), last]),
             run("bare", None, Vec::new()),
         ];
         let acc = [Tally { found: 1, total: 2 }, Tally { found: 0, total: 0 }];
@@ -367,7 +377,8 @@ mod tests {
             rows[7]
         );
         let edge = rows[2];
-        // Metadata wins over the log; s/step = 150 s / 1500; eval median of 1 s and 3 s.
+        // Metadata wins over the log; s/step = the median step, 0.25 s (not 150 s / 1500);
+        // eval median of 1 s and 3 s.
         for want in [
             "| edge | edge | q8_0 1.0 MB | 4 × 4 × 128 | 64 | 32 | 1500 | 810 K",
             "| 1.5000 | 1.7500 | 1.7512 | 70.0% ± 20.0 | 375 ms |",
@@ -375,7 +386,7 @@ mod tests {
             assert!(edge.contains(want), "{edge}");
         }
         assert!(
-            edge.contains("| 2.00 ms | 2.98 ms | 100 ms | 2.00 s | 200 s | cpu, 2 threads |"),
+            edge.contains("| 2.00 ms | 2.98 ms | 250 ms | 2.00 s | 200 s | cpu, 2 threads |"),
             "{edge}"
         );
         // A run without metadata or log shows dashes, not zeros.
