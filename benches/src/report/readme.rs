@@ -56,7 +56,8 @@ const OVERFIT_NATS: f64 = 0.02;
 
 /// The lab's qualitative questions on fitting, answered from the logs: the train/val gap
 /// at the end, and whether val loss rose after its best (overfitting).
-fn overfitting(s: &mut String, runs: &[Run]) {
+/// `absent`: runs listed but not reported (named under the table, with why).
+fn overfitting(s: &mut String, runs: &[Run], absent: &[(String, String)]) {
     let logged: Vec<&Run> = runs.iter().filter(|r| !r.log.is_empty()).collect();
     if logged.is_empty() {
         return;
@@ -108,6 +109,9 @@ fn overfitting(s: &mut String, runs: &[Run]) {
          better the model does on text it was trained on. Both come from each run's last \
          and best `estimate_loss`."
     );
+    for (name, reason) in absent {
+        let _ = writeln!(s, "\nNot in this table: {name} ({reason}).");
+    }
 }
 
 /// The report as markdown.
@@ -251,7 +255,7 @@ pub fn render(runs: &[Run], cx: &Context<'_>) -> String {
          evaluation (`folio.train.total_seconds`). \
          **eval s/estimate**: median seconds per `estimate_loss` (train + val)."
     );
-    overfitting(&mut s, runs);
+    overfitting(&mut s, runs, cx.absent);
     let _ = writeln!(s, "\n## Figures\n");
     for (file, what) in cx.figures {
         let _ = writeln!(s, "### {what}\n\n![{what}]({file})\n");
@@ -395,6 +399,7 @@ mod tests {
             "{}",
             rows[3]
         );
+        assert!(md.contains("Not in this table: model3 (not trained: needs a GPU)."));
         assert!(md.contains("![Loss curves](loss.svg)"));
         assert!(md.contains("scored positions: edge 4096"));
         assert!(md.contains("90.0% (9 of 10 words"));
@@ -417,7 +422,7 @@ mod tests {
         };
         let row = |log| {
             let mut s = String::new();
-            overfitting(&mut s, &[run("m", None, log)]);
+            overfitting(&mut s, &[run("m", None, log)], &[]);
             s.lines()
                 .find(|l| l.starts_with("| m |"))
                 .unwrap()
