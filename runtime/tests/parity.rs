@@ -252,7 +252,7 @@ fn committed_models_match_the_reference() {
         seen.push(path);
     }
     assert!(
-        seen.len() >= 2,
-        "models/ should hold model1 and edge, found {seen:?}"
+        seen.len() >= 3,
+        "models/ should hold model1, model2 and edge, found {seen:?}"
     );
 }
